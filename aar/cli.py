@@ -1,0 +1,146 @@
+"""`aar ...`: a thin typer CLI that delegates to the parts."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="aar: a lab of Automated Alignment Researchers.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+w2s_app = typer.Typer(help="The weak-to-strong testbed.", no_args_is_help=True)
+app.add_typer(w2s_app, name="w2s")
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str) -> None:
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
+def _fmt(v: float | None) -> str:
+    return "undefined" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+
+def _fmt_ci(ci) -> str:
+    lo, hi = ci
+    if lo is None or hi is None or (isinstance(lo, float) and math.isnan(lo)):
+        return "-"
+    return f"[{lo:.3f}, {hi:.3f}]"
+
+
+@w2s_app.command("fetch-data")
+def fetch_data_cmd() -> None:
+    """Download the BIG-bench sdist once and keep only the task files aar uses (private cache)."""
+    from aar.w2s.sources import fetch_data
+
+    path = fetch_data()
+    err.print(f"task data ready in {path}")
+
+
+@w2s_app.command("tasks")
+def tasks_cmd(
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
+    sizes: bool = typer.Option(True, help="Load each task to count its split sizes."),
+) -> None:
+    """List the registered tasks with their domain, role and split sizes."""
+    from aar.w2s.tasks import TaskDataError, load_task, task_specs
+
+    out = []
+    for spec in task_specs():
+        entry = {"name": spec.name, "domain": spec.domain, "role": spec.role, "description": spec.description}
+        if sizes:
+            try:
+                entry["sizes"] = load_task(spec.name).sizes()
+            except TaskDataError as exc:
+                entry["sizes"] = {}
+                entry["error"] = str(exc)
+        out.append(entry)
+    order = {"home": 0, "held_out": 1, "extra": 2}
+    out.sort(key=lambda e: (order[e["role"]], e["name"]))
+    if as_json:
+        print(json.dumps(out, indent=2))
+        return
+    table = Table(title="aar tasks")
+    for col in ("name", "role", "domain", "weak_train", "student_train", "dev", "final"):
+        table.add_column(col)
+    for e in out:
+        s = e.get("sizes", {})
+        table.add_row(e["name"], e["role"], e["domain"], *(str(s.get(k, "?")) for k in
+                                                           ("weak_train", "student_train", "dev", "final")))
+    console.print(table)
+
+
+@w2s_app.command("run")
+def run_cmd(
+    task: str = typer.Option(None, help="Task name (default: the home task)."),
+    method: str = typer.Option("vanilla", help="A built-in method name or a path to an idea file."),
+    seeds: int = typer.Option(3, min=1, max=100, help="Number of seeds."),
+    fast: bool = typer.Option(False, "--fast", help="Use the fast model tier."),
+    split: str = typer.Option("final", help="Score on 'final' (default) or 'dev'."),
+    max_rows: int = typer.Option(None, help="Use a deterministic subset of this many rows."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Run one method on one task: weak, ceiling and transfer accuracy, PGR with 95% CIs."""
+    import time
+
+    from aar.w2s import defaults
+    from aar.w2s.experiment import prepare, run_method
+    from aar.w2s.methods import IdeaError
+    from aar.w2s.tasks import TaskDataError
+
+    start = time.perf_counter()
+    task = task or defaults.HOME_TASK
+    if split not in ("dev", "final"):
+        _fail(f"--split must be 'dev' or 'final', got {split!r}")
+    try:
+        prep = prepare(task, "fast" if fast else "default", max_rows=max_rows, show_progress=not as_json)
+        result = run_method(prep, method, seeds, split=split)
+    except (KeyError, IdeaError, TaskDataError) as exc:
+        _fail(str(exc).strip("'\""))
+        return
+    data = result.to_json()
+    data["seconds"] = round(time.perf_counter() - start, 3)
+    if as_json:
+        print(json.dumps(data))
+        return
+    table = Table(title=f"{task} / {method} / {seeds} seeds / {result.weak_model} -> {result.strong_model}")
+    table.add_column("quantity")
+    table.add_column("value")
+    table.add_column("95% CI")
+    table.add_row("weak acc", _fmt(data["weak_acc"]), _fmt_ci(data["weak_acc_ci"]))
+    table.add_row("ceiling acc", _fmt(data["ceiling_acc"]), _fmt_ci(data["ceiling_acc_ci"]))
+    table.add_row("transfer acc", _fmt(data["transfer_acc"]), _fmt_ci(data["transfer_acc_ci"]))
+    table.add_row("gap (ceiling - weak)", _fmt(data["ceiling_acc"] - data["weak_acc"]), _fmt_ci(data["gap_ci"]))
+    table.add_row("PGR", _fmt(data["pgr"]), _fmt_ci(data["pgr_ci"]))
+    console.print(table)
+    console.print(f"{data['n_test']} test items, {data['seconds']:.1f} s")
+
+
+@app.command("demo")
+def demo_cmd(
+    fast: bool = typer.Option(False, "--fast", help="Use the fast model tier."),
+    seeds: int = typer.Option(3, min=1, max=20),
+) -> None:
+    """The default W2S experiment: every baseline on the home and held-out tasks."""
+    from aar.w2s.demo import run_demo
+
+    run_demo(fast=fast, seeds=seeds, console=console)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""The default testbed, as chosen by measurement (bench/testbed_selection.py; table in the README).
+
+Kept in one small module so the choice is visible in one place and changes with one diff.
+"""
+
+from __future__ import annotations
+
+HOME_TASK = "sentiment_hotels"
+HELD_OUT_TASKS: tuple[str, ...] = ("fever", "epistemic")
+
+# Model pairs, by tier: (weak teacher, strong student). "fast" is for tests and --fast.
+MODEL_PAIRS: dict[str, tuple[str, str]] = {
+    "default": ("minilm-l3", "mpnet"),
+    "fast": ("minilm-l3", "minilm-l6"),
+}
+
+# The weak teacher learns from this many weak_train labels at most: a weaker teacher is a legitimate
+# knob that widens the gap (ANCHORS.md).
+WEAK_TRAIN_LIMIT: int | None = None
+
+
+def apply_default_roles() -> None:
+    from aar.w2s.tasks import _REGISTRY, TaskSpec
+
+    for name, spec in list(_REGISTRY.items()):
+        role = "home" if name == HOME_TASK else "held_out" if name in HELD_OUT_TASKS else "extra"
+        if spec.role != role:
+            _REGISTRY[name] = TaskSpec(**{**spec.__dict__, "role": role})

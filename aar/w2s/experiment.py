@@ -1,0 +1,197 @@
+"""One W2S experiment: weak teacher, ceiling and a method's students on the same test items.
+
+``prepare`` loads a task and its cached features and trains the two references once:
+- the weak teacher: a logistic head on the *weak* model's features, trained on ``weak_train`` true
+  labels (its C tuned by CV on those labels). Its P(label=1) on every other split are the weak soft
+  labels. They are fixed (seed-independent) because the referee exports them once to researchers.
+- the ceiling: the same student head on the *strong* features, trained on ``student_train`` true
+  labels (C tuned by CV on true labels: a reference may tune on truth).
+It also fixes the student protocol (C chosen by CV on weak labels only; see ``aar.w2s.student``).
+
+``run_method`` then runs an idea once per seed and scores weak, ceiling and students on the same
+items with ``aar.w2s.pgr``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from aar.w2s import defaults
+from aar.w2s.features import ExtractionStats, features
+from aar.w2s.methods import IdeaContext, resolve_method, validate_predictions
+from aar.w2s.pgr import PGRResult, pgr_stats
+from aar.w2s.student import HeadProtocol, cv_select_c, fit_logistic, select_protocol
+from aar.w2s.tasks import SPLITS, Task, load_task
+
+TIERS = tuple(defaults.MODEL_PAIRS)
+
+
+@dataclass
+class SplitData:
+    ids: list[str]
+    texts: list[str]
+    labels: np.ndarray
+    weak_x: np.ndarray
+    strong_x: np.ndarray
+
+
+@dataclass
+class Prepared:
+    task: Task
+    weak_model: str
+    strong_model: str
+    splits: dict[str, SplitData]
+    weak_probs: dict[str, np.ndarray]
+    protocol: HeadProtocol
+    extraction: ExtractionStats = field(default_factory=ExtractionStats)
+    _ceiling: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def context(self, split: str, seed: int, *, scratch_dir: Path | None = None,
+                with_true_labels: bool = False) -> IdeaContext:
+        train, test = self.splits["student_train"], self.splits[split]
+        return IdeaContext(
+            task=self.task.name,
+            domain=self.task.domain,
+            train_ids=train.ids,
+            train_texts=train.texts,
+            train_x=train.strong_x,
+            weak=self.weak_probs["student_train"],
+            test_ids=test.ids,
+            test_texts=test.texts,
+            test_x=test.strong_x,
+            seed=seed,
+            protocol=self.protocol,
+            scratch_dir=scratch_dir,
+            strong_model=self.strong_model,
+            true_labels=train.labels.astype(float) if with_true_labels else None,
+        )
+
+    def ceiling(self, split: str) -> np.ndarray:
+        if split not in self._ceiling:
+            train, test = self.splits["student_train"], self.splits[split]
+            c = cv_select_c(train.strong_x, train.labels.astype(float), seed=self.task.split_seed)
+            self._ceiling[split] = fit_logistic(train.strong_x, train.labels.astype(float), c).predict_proba(
+                test.strong_x
+            )
+        return self._ceiling[split]
+
+
+def model_pair(tier: str) -> tuple[str, str]:
+    if tier not in defaults.MODEL_PAIRS:
+        raise KeyError(f"unknown tier {tier!r}; tiers: {', '.join(defaults.MODEL_PAIRS)}")
+    return defaults.MODEL_PAIRS[tier]
+
+
+def prepare(
+    task: str | Task,
+    tier: str = "default",
+    *,
+    max_rows: int | None = None,
+    weak_model: str | None = None,
+    strong_model: str | None = None,
+    weak_train_limit: int | None = None,
+    show_progress: bool = True,
+    feature_fn=features,
+) -> Prepared:
+    """Load a task, its features under both models, and train the weak teacher once."""
+    task_obj = task if isinstance(task, Task) else load_task(task, max_rows=max_rows)
+    weak_name, strong_name = model_pair(tier)
+    weak_name, strong_name = weak_model or weak_name, strong_model or strong_name
+    stats = ExtractionStats()
+    splits: dict[str, SplitData] = {}
+    all_texts = [row.text for name in SPLITS for row in task_obj.split(name)]
+    weak_all = feature_fn(weak_name, all_texts, show_progress=show_progress, stats=stats)
+    strong_all = feature_fn(strong_name, all_texts, show_progress=show_progress, stats=stats)
+    offset = 0
+    for name in SPLITS:
+        rows = task_obj.split(name)
+        n = len(rows)
+        if n == 0:
+            raise ValueError(f"task {task_obj.name!r} has an empty {name} split; use more rows")
+        splits[name] = SplitData(
+            ids=[r.id for r in rows],
+            texts=[r.text for r in rows],
+            labels=np.array([r.label for r in rows], dtype=int),
+            weak_x=weak_all[offset : offset + n],
+            strong_x=strong_all[offset : offset + n],
+        )
+        offset += n
+
+    limit = weak_train_limit if weak_train_limit is not None else defaults.WEAK_TRAIN_LIMIT
+    wt = splits["weak_train"]
+    x_wt, y_wt = wt.weak_x, wt.labels.astype(float)
+    if limit is not None and limit < len(y_wt):
+        pick = np.random.default_rng(task_obj.split_seed).choice(len(y_wt), size=limit, replace=False)
+        x_wt, y_wt = x_wt[pick], y_wt[pick]
+    c_weak = cv_select_c(x_wt, y_wt, seed=task_obj.split_seed)
+    teacher = fit_logistic(x_wt, y_wt, c_weak)
+    weak_probs = {name: teacher.predict_proba(splits[name].weak_x) for name in SPLITS if name != "weak_train"}
+    protocol = select_protocol(splits["student_train"].strong_x, weak_probs["student_train"],
+                               seed=task_obj.split_seed)
+    return Prepared(task_obj, weak_name, strong_name, splits, weak_probs, protocol, stats)
+
+
+@dataclass
+class ExperimentResult:
+    task: str
+    method: str
+    seeds: int
+    split: str
+    stats: PGRResult
+    student_probs: np.ndarray  # seeds x items
+    seconds: float
+    weak_model: str
+    strong_model: str
+
+    def to_json(self) -> dict:
+        """The `aar w2s run --json` object."""
+        s = self.stats
+        return {
+            "task": self.task,
+            "method": self.method,
+            "seeds": self.seeds,
+            "split": self.split,
+            "weak_model": self.weak_model,
+            "strong_model": self.strong_model,
+            "weak_acc": s.weak_acc,
+            "weak_acc_ci": list(s.weak_acc_ci),
+            "ceiling_acc": s.ceiling_acc,
+            "ceiling_acc_ci": list(s.ceiling_acc_ci),
+            "transfer_acc": s.transfer_acc,
+            "transfer_acc_ci": list(s.transfer_acc_ci),
+            "transfer_seed_std": s.transfer_seed_std,
+            "pgr": None if not s.defined else s.pgr,
+            "pgr_ci": [None if np.isnan(v) else v for v in s.pgr_ci],
+            "gap_ci": list(s.gap_ci),
+            "n_test": s.n_items,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def run_method(
+    prep: Prepared,
+    method: str,
+    seeds: int = 3,
+    *,
+    split: str = "final",
+    scratch_dir: Path | None = None,
+    start_seed: int = 0,
+) -> ExperimentResult:
+    """Run an idea over ``seeds`` seeds and score it against the weak teacher and the ceiling."""
+    if split not in ("dev", "final"):
+        raise ValueError("methods are scored on 'dev' or 'final'")
+    start = time.perf_counter()
+    fn = resolve_method(method)
+    test = prep.splits[split]
+    preds = []
+    for seed in range(start_seed, start_seed + seeds):
+        ctx = prep.context(split, seed, scratch_dir=scratch_dir, with_true_labels=(method == "ceiling"))
+        preds.append(validate_predictions(fn(ctx), test.ids))
+    student = np.stack(preds)
+    stats = pgr_stats(test.labels, prep.weak_probs[split], prep.ceiling(split), student)
+    return ExperimentResult(prep.task.name, method, seeds, split, stats, student,
+                            time.perf_counter() - start, prep.weak_model, prep.strong_model)

@@ -1,0 +1,38 @@
+"""Where the testbed keeps its on-disk state.
+
+Everything lives under one root (``$AAR_CACHE``, default ``~/.cache/aar``) so a test can point the
+whole testbed at a temporary folder. The root is created private (0700): the task files hold true
+labels, and sandboxed researchers must never be able to read them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cache_root() -> Path:
+    root = Path(os.environ.get("AAR_CACHE") or Path.home() / ".cache" / "aar")
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return root
+
+
+def data_dir() -> Path:
+    """Raw task sources extracted from PyPI packages (labels included: private)."""
+    path = cache_root() / "data"
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def features_dir() -> Path:
+    """Content-addressed feature cache (no labels)."""
+    path = cache_root() / "features"
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def models_dir() -> Path:
+    """Model files assembled or converted from PyPI packages (e.g. the gemma GGUF)."""
+    path = cache_root() / "models"
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path

