@@ -174,20 +174,20 @@ def _register_builtin() -> None:
             f"reviews/{source}",
             bigbench_binary(path, "positive", "negative"),
             f"Is this sentence from a {source} review positive? (MultiEmo, English, positive vs negative)",
-            3000,
+            2000,
         )
     add("fever", "fact-checking", bigbench_binary("fact_checker/fever", "true", "false"),
-        "Is this claim true? (FEVER via BIG-bench fact_checker)", 3000)
+        "Is this claim true? (FEVER via BIG-bench fact_checker)", 2000)
     add("vitaminc", "fact-checking/evidence", bigbench_binary("vitaminc_fact_verification", "True", "False"),
-        "Does the evidence support the claim (True) or refute it (False)? (VitaminC)", 3000)
+        "Does the evidence support the claim (True) or refute it (False)? (VitaminC)", 2000)
     add("epistemic", "reasoning/entailment", bigbench_binary("epistemic_reasoning", "entailment", "non-entailment"),
-        "Does the premise entail the hypothesis? (BIG-bench epistemic_reasoning)", 3000)
+        "Does the premise entail the hypothesis? (BIG-bench epistemic_reasoning)", 2000)
     add("fallacy", "reasoning/logic", bigbench_binary("logical_fallacy_detection", "Valid", "Invalid"),
-        "Is this argument logically valid? (BIG-bench logical_fallacy_detection)", 3000)
+        "Is this argument logically valid? (BIG-bench logical_fallacy_detection)", 2000)
     add("strategyqa", "qa/commonsense", bigbench_binary("strategyqa", "Yes", "No"),
-        "Is the answer to this question yes? (StrategyQA)", 3000)
+        "Is the answer to this question yes? (StrategyQA)", 2000)
     add("math_answer", "math", bigbench_choices("elementary_math_qa/question_only"),
-        "Is this the right answer to the word problem? (BIG-bench elementary_math_qa)", 3000)
+        "Is this the right answer to the word problem? (BIG-bench elementary_math_qa)", 2000)
     add("code_description", "code", bigbench_choices("code_line_description", "{input}\nDescription: {choice}"),
         "Does this description match the code? (BIG-bench code_line_description)", None)
     add("parentheses", "code/syntax", bigbench_binary("cs_algorithms/valid_parentheses", "Valid", "Invalid"),

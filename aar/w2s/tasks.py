@@ -277,16 +277,21 @@ def _ensure_builtin() -> None:
 
 
 def synthetic_task(
-    n: int = 400, dim: int = 16, seed: int = 0, name: str = "synthetic", noise: float = 0.5
+    n: int = 400, dim: int = 16, seed: int = 0, name: str = "synthetic", separation: float = 1.2
 ) -> tuple[Task, dict[str, list[float]]]:
-    """A tiny task with ready-made features, for tests: returns the task and ``{row id: vector}``."""
+    """A tiny task with ready-made features, for tests: returns the task and ``{row id: vector}``.
+
+    Two Gaussian classes ``x = noise + separation * (2y - 1) * d`` along a random unit direction d:
+    the label is linearly decodable (a ceiling near Phi(separation)) and d is the top principal
+    direction, so an unsupervised prior can find it too.
+    """
     import numpy as np
 
     rng = np.random.default_rng(seed)
     direction = rng.normal(size=dim)
-    x = rng.normal(size=(n, dim))
-    logits = x @ direction / np.sqrt(dim) * 3 + rng.normal(scale=noise, size=n)
-    labels = (logits > 0).astype(int)
+    direction /= np.linalg.norm(direction)
+    labels = rng.integers(0, 2, size=n)
+    x = rng.normal(size=(n, dim)) + separation * (2 * labels[:, None] - 1) * direction
     rows = [Row(stable_id(name, i), f"synthetic item {i}", int(labels[i]), f"g{i}") for i in range(n)]
     feats = {row.id: x[i].tolist() for i, row in enumerate(rows)}
     return Task(name=name, domain="synthetic", rows=rows), feats

@@ -1,0 +1,72 @@
+"""Referee settings: one dataclass, persisted next to the private data so `serve` needs only ``--data``."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+CONFIG_FILE = "referee.json"
+
+
+@dataclass
+class RefereeConfig:
+    data_dir: Path
+    db_url: str | None = None  # default: SQLite (WAL) inside the data dir
+    dev_budget_per_day: int = 200  # dev queries per agent, per task, per UTC day
+    run_budget_per_day: int = 20  # official runs per agent per UTC day (runs score `final`: a channel too)
+    ladder_z: float = 2.0
+    seeds: int = 3
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_bundle_bytes: int = 50 * 1024 * 1024
+    max_blob_bytes: int = 5 * 1024 * 1024
+    max_commits_per_push: int = 500
+    run_workers: int = 1
+    executor: str = "local"  # "local" (process pool of sandboxed subprocesses) or "none" (queue only)
+    determinism_check: bool = True  # re-run one seed to catch nondeterministic ideas
+    sandbox_cpu_seconds: int = 600
+    sandbox_memory_bytes: int = 3 * 1024**3
+    sandbox_wall_seconds: float = 900.0
+    sandbox_max_processes: int = 64
+    sandbox_max_file_bytes: int = 256 * 1024 * 1024
+    sandbox_user: str = "aar-referee-run"
+    runs_dir: Path | None = None  # scratch for runs; must be outside the private data dir
+    gap_flag: float = 0.5  # home PGR minus mean held-out PGR above this opens a review item
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+        if self.runs_dir is not None:
+            self.runs_dir = Path(self.runs_dir)
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{self.data_dir / 'referee.db'}"
+
+    @property
+    def scratch_root(self) -> Path:
+        """Where sandboxed runs get their scratch dirs: never inside the 0700 data dir."""
+        if self.runs_dir is not None:
+            return self.runs_dir
+        tag = abs(hash(str(self.data_dir.resolve()))) % 10**8
+        return Path(tempfile.gettempdir()) / f"aar-referee-runs-{os.getuid()}-{tag}"
+
+    def save(self) -> None:
+        data = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+        data.pop("data_dir")
+        path = self.data_dir / CONFIG_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2))
+        os.chmod(tmp, 0o600)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, data_dir: Path, **overrides) -> RefereeConfig:
+        path = Path(data_dir) / CONFIG_FILE
+        data = json.loads(path.read_text()) if path.exists() else {}
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(data_dir=Path(data_dir), **data)
