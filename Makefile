@@ -14,6 +14,7 @@ setup: $(STAMP)
 
 # torch is pinned to the CPU build that this machine kind keeps on disk; everything else comes from PyPI.
 $(STAMP): pyproject.toml requirements-models.txt
+	sh scripts/install-system-deps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "torch==2.13.0"
@@ -23,6 +24,7 @@ $(STAMP): pyproject.toml requirements-models.txt
 	touch $(STAMP)
 
 test: setup
+	sh scripts/install-system-deps.sh
 	$(PY) -m pytest -q
 
 test-slow: setup
