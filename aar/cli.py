@@ -10,10 +10,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from aar.referee.cli import app as referee_app
+
 app = typer.Typer(help="aar: a lab of Automated Alignment Researchers.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 w2s_app = typer.Typer(help="The weak-to-strong testbed.", no_args_is_help=True)
 app.add_typer(w2s_app, name="w2s")
+app.add_typer(referee_app, name="referee")
 
 console = Console()
 err = Console(stderr=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -50,7 +51,7 @@ class RefereeConfig:
         """Where sandboxed runs get their scratch dirs: never inside the 0700 data dir."""
         if self.runs_dir is not None:
             return self.runs_dir
-        tag = abs(hash(str(self.data_dir.resolve()))) % 10**8
+        tag = hashlib.sha256(str(self.data_dir.resolve()).encode()).hexdigest()[:10]
         return Path(tempfile.gettempdir()) / f"aar-referee-runs-{os.getuid()}-{tag}"
 
     def save(self) -> None:

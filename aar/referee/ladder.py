@@ -27,7 +27,9 @@ DEFAULT_Z = 2.0
 
 def zero_one_loss(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """1.0 where the thresholded prediction (p >= 0.5) is wrong."""
-    return ((np.asarray(probs) >= 0.5).astype(np.int8) != np.asarray(labels).astype(np.int8)).astype(np.float64)
+    return ((np.asarray(probs) >= 0.5).astype(np.int8) != np.asarray(labels).astype(np.int8)).astype(
+        np.float64
+    )
 
 
 @dataclass(frozen=True)

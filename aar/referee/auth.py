@@ -1,0 +1,75 @@
+"""Identity: one bearer token per agent, stored only as a SHA-256 hash; admins are agents with a flag.
+
+Tokens are 256-bit random strings, so a plain hash (no salt, no KDF) is enough: there is nothing to
+brute-force, and a constant-time lookup by hash keeps every request cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import threading
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from aar.referee.db import Agent, Database
+from aar.referee.errors import ApiError
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+
+
+@dataclass(frozen=True)
+class Identity:
+    id: int
+    name: str
+    is_admin: bool
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def new_token() -> str:
+    return "aar_" + secrets.token_urlsafe(32)
+
+
+def add_agent(db: Database, name: str, *, admin: bool = False) -> str:
+    """Create an agent and return its token (shown once, never stored in clear)."""
+    if not NAME_RE.match(name):
+        raise ValueError(f"agent name {name!r} must match {NAME_RE.pattern}")
+    token = new_token()
+    with db.write() as session:
+        if session.scalar(select(Agent).where(Agent.name == name)) is not None:
+            raise ValueError(f"agent {name!r} already exists")
+        session.add(Agent(name=name, token_hash=hash_token(token), is_admin=admin))
+    return token
+
+
+class Authenticator:
+    """Bearer token -> Identity, with a small cache (agents are created rarely, requests are many)."""
+
+    def __init__(self, db: Database):
+        self.db = db
+        self._cache: dict[str, Identity] = {}
+        self._lock = threading.Lock()
+
+    def identify(self, authorization: str | None) -> Identity:
+        if not authorization:
+            raise ApiError(401, "missing Authorization: Bearer <token> header")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "Authorization header must be 'Bearer <token>'")
+        digest = hash_token(token.strip())
+        ident = self._cache.get(digest)
+        if ident is not None:
+            return ident
+        with self.db.read() as session:
+            agent = session.scalar(select(Agent).where(Agent.token_hash == digest))
+        if agent is None:
+            raise ApiError(401, "unknown token")
+        ident = Identity(agent.id, agent.name, agent.is_admin)
+        with self._lock:
+            self._cache[digest] = ident
+        return ident

@@ -1,0 +1,183 @@
+"""`aar referee ...`: init, serve, export-public, add-agent, review."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(
+    help="The referee: label custody, leak-resistant scoring, official runs, forum.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def _fail(msg: str) -> None:
+    _err(f"error: {msg}")
+    raise typer.Exit(2)
+
+
+@app.command("init")
+def init_cmd(
+    data: Path = typer.Argument(..., help="The private data dir to create (0700)."),
+    fast: bool = typer.Option(False, "--fast", help="Use the fast model tier."),
+    max_rows: int = typer.Option(None, "--max-rows", help="Use a deterministic subset of rows per task."),
+    tasks: str = typer.Option(
+        None, "--tasks", help="Comma-separated tasks, home first (default: the testbed's)."
+    ),
+    db: str = typer.Option(None, "--db", help="SQLAlchemy URL (default: SQLite in the data dir)."),
+    seeds: int = typer.Option(3, min=1, max=20, help="Seeds per official run (K)."),
+    dev_budget: int = typer.Option(200, min=1, help="Dev queries per agent, per task, per day."),
+    baselines: bool = typer.Option(True, help="Score the built-in methods for the leaderboard."),
+) -> None:
+    """Build the private data dir: splits, labels, the weak teacher's and the ceiling's predictions."""
+    from aar.referee.auth import add_agent
+    from aar.referee.config import RefereeConfig
+    from aar.referee.datadir import init_data_dir
+
+    names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
+    try:
+        init_data_dir(data, tasks=names, tier="fast" if fast else "default", max_rows=max_rows, log=_err)
+    except (KeyError, ValueError) as exc:
+        _fail(str(exc).strip("'\""))
+    config = RefereeConfig.load(data, db_url=db, seeds=seeds, dev_budget_per_day=dev_budget)
+    config.save()
+    from aar.referee.app import Referee
+
+    ref = Referee.build(config)
+    if baselines:
+        n = ref.runs.ensure_baselines()
+        _err(f"scored {n} built-in baselines")
+    token_file = Path(data) / "admin.token"
+    if not token_file.exists():
+        token = add_agent(ref.db, "admin", admin=True)
+        token_file.write_text(token + "\n")
+        token_file.chmod(0o600)
+        _err(f"admin token written to {token_file}")
+    ref.db.dispose()
+    _err(f"referee data ready in {data}")
+
+
+@app.command("serve")
+def serve_cmd(
+    data: Path = typer.Option(..., "--data", help="The private data dir."),
+    db: str = typer.Option(None, "--db", help="SQLAlchemy URL (default: SQLite in the data dir)."),
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8765, "--port"),
+    uds: Path = typer.Option(None, "--uds", help="Serve on this Unix socket instead of TCP."),
+    workers: int = typer.Option(None, "--run-workers", help="Concurrent official runs."),
+    executor: str = typer.Option(None, "--executor", help="local (default) or none (queue only)."),
+    log_level: str = typer.Option("warning", "--log-level"),
+) -> None:
+    """Serve the API (/api/v1) until interrupted."""
+    import uvicorn
+
+    from aar.referee.app import create_app
+    from aar.referee.config import RefereeConfig
+    from aar.referee.datadir import DataDirError
+
+    config = RefereeConfig.load(data, db_url=db, run_workers=workers, executor=executor)
+    try:
+        application = create_app(config)
+    except DataDirError as exc:
+        _fail(str(exc))
+        return
+    if uds:
+        uvicorn.run(application, uds=str(uds), log_level=log_level, access_log=False)
+    else:
+        uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False)
+
+
+@app.command("export-public")
+def export_cmd(
+    data: Path = typer.Option(..., "--data", help="The private data dir."),
+    out: Path = typer.Option(..., "--out", help="Where to write the researcher-visible files."),
+) -> None:
+    """Write OUT/<task>/{student_train,dev,final}.jsonl and card.json: no labels, no label statistics."""
+    from aar.referee.datadir import DataDirError, export_public
+
+    try:
+        files = export_public(data, out)
+    except DataDirError as exc:
+        _fail(str(exc))
+        return
+    _err(f"wrote {len(files)} files under {out}")
+
+
+@app.command("add-agent")
+def add_agent_cmd(
+    name: str = typer.Argument(..., help="Agent name ([a-z0-9_-], up to 40)."),
+    data: Path = typer.Option(..., "--data", help="The private data dir."),
+    db: str = typer.Option(None, "--db", help="SQLAlchemy URL (default: SQLite in the data dir)."),
+    admin: bool = typer.Option(False, "--admin", help="A human administrator (review queue, audit)."),
+) -> None:
+    """Create an agent; prints its token alone on stdout (it is stored only as a hash)."""
+    from aar.referee.auth import add_agent
+    from aar.referee.config import RefereeConfig
+    from aar.referee.db import Database
+
+    config = RefereeConfig.load(data, db_url=db)
+    database = Database(config.database_url)
+    database.create_all()
+    try:
+        token = add_agent(database, name, admin=admin)
+    except ValueError as exc:
+        _fail(str(exc))
+        return
+    finally:
+        database.dispose()
+    print(token)
+
+
+@app.command("review")
+def review_cmd(
+    data: Path = typer.Option(..., "--data", help="The private data dir."),
+    db: str = typer.Option(None, "--db", help="SQLAlchemy URL (default: SQLite in the data dir)."),
+    run: int = typer.Option(None, "--run", help="The run to mark."),
+    verdict: str = typer.Option(None, "--verdict", help="verified or rejected."),
+    reason: str = typer.Option(None, "--reason", help="Why (required with --verdict)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the open review queue as JSON."),
+) -> None:
+    """Without --run: list the open review queue. With --run --verdict --reason: mark a run."""
+    from aar.referee.config import RefereeConfig
+    from aar.referee.db import Database
+    from aar.referee.errors import ApiError
+    from aar.referee.routes import list_flags
+
+    config = RefereeConfig.load(data, db_url=db)
+    database = Database(config.database_url)
+    database.create_all()
+    try:
+        if run is None:
+            flags = list_flags(database, "open", 1000, 0)
+            if as_json:
+                print(json.dumps(flags, indent=2))
+            else:
+                for f in flags:
+                    print(
+                        f"flag {f['id']}: {f['kind']} on {f['subject_type']} {f['subject_id']} "
+                        f"(agent {f['agent']}, task {f['task']}): {json.dumps(f['evidence'])[:200]}"
+                    )
+                if not flags:
+                    print("review queue is empty")
+            return
+        if verdict not in ("verified", "rejected") or not reason:
+            _fail("--run needs --verdict verified|rejected and --reason")
+        from aar.referee.runs import RunService
+
+        service = RunService(config, database, None, None)  # type: ignore[arg-type]
+        try:
+            r = service.review(None, run, verdict, reason, "cli:review")
+        except ApiError as exc:
+            _fail(exc.message)
+            return
+        print(f"run {r.id}: {r.review_state} ({reason})")
+    finally:
+        database.dispose()

@@ -1,0 +1,254 @@
+"""The private data dir: task splits, labels, the weak teacher's and the ceiling's predictions.
+
+Only the referee reads it. It is created 0700 (files 0600) so a sandboxed idea, running as another
+uid, cannot even list it; official runs copy what an idea may see (features, weak soft labels, no
+labels) into a scratch dir outside it. ``export_public`` writes the researcher-visible files: inputs,
+ids, weak soft labels on ``student_train`` and a task card; never a label, a label count or a label
+distribution.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from aar.w2s.methods import IdeaContext
+from aar.w2s.pgr import pgr_stats
+from aar.w2s.student import HeadProtocol
+
+PUBLIC_SPLITS = ("student_train", "dev", "final")
+TASKS_DIR = "tasks"
+
+
+class DataDirError(RuntimeError):
+    """The data dir is missing, incomplete or not private."""
+
+
+def _private_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+
+
+def init_data_dir(
+    data_dir: Path,
+    *,
+    tasks: list[str] | None = None,
+    tier: str = "default",
+    max_rows: int | None = None,
+    show_progress: bool = False,
+    log=print,
+) -> list[str]:
+    """Prepare each task with the testbed and store what the referee needs to score it."""
+    from aar.w2s import defaults
+    from aar.w2s.experiment import prepare
+
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(data_dir, 0o700)
+    (data_dir / TASKS_DIR).mkdir(exist_ok=True, mode=0o700)
+    names = tasks or [defaults.HOME_TASK, *defaults.HELD_OUT_TASKS]
+    home = names[0]
+    manifest = {"tier": tier, "max_rows": max_rows, "created": time.time(), "home": home, "tasks": {}}
+    for name in names:
+        start = time.perf_counter()
+        prep = prepare(name, tier, max_rows=max_rows, show_progress=show_progress)
+        role = "home" if name == home else "held_out"
+        tdir = data_dir / TASKS_DIR / name
+        tdir.mkdir(exist_ok=True, mode=0o700)
+        arrays: dict[str, np.ndarray] = {}
+        rows: dict[str, dict] = {}
+        for split, sd in prep.splits.items():
+            arrays[f"labels_{split}"] = sd.labels.astype(np.int8)
+            rows[split] = {"ids": sd.ids, "texts": sd.texts if split in PUBLIC_SPLITS else []}
+            if split in PUBLIC_SPLITS:
+                arrays[f"x_{split}"] = sd.strong_x.astype(np.float32)
+                arrays[f"weak_{split}"] = prep.weak_probs[split].astype(np.float64)
+        for split in ("dev", "final"):
+            arrays[f"ceiling_{split}"] = prep.ceiling(split).astype(np.float64)
+        buf = _npz_bytes(arrays)
+        _private_write(tdir / "arrays.npz", buf)
+        meta = {
+            "name": name,
+            "domain": prep.task.domain,
+            "description": prep.task.description,
+            "role": role,
+            "weak_model": prep.weak_model,
+            "strong_model": prep.strong_model,
+            "protocol_c": prep.protocol.c,
+            "rows": rows,
+        }
+        _private_write(tdir / "meta.json", json.dumps(meta).encode())
+        manifest["tasks"][name] = role
+        sizes = ", ".join(f"{s}={len(r['ids'])}" for s, r in rows.items())
+        log(f"{name}: {sizes} ({time.perf_counter() - start:.1f} s)")
+    _private_write(data_dir / "manifest.json", json.dumps(manifest, indent=2).encode())
+    return names
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    import io
+
+    out = io.BytesIO()
+    np.savez(out, **arrays)
+    return out.getvalue()
+
+
+@dataclass
+class TaskData:
+    """One task's private data, loaded once per process."""
+
+    name: str
+    role: str
+    domain: str
+    description: str
+    weak_model: str
+    strong_model: str
+    protocol_c: float
+    ids: dict[str, list[str]]
+    texts: dict[str, list[str]]
+    arrays: dict[str, np.ndarray]
+
+    def labels(self, split: str) -> np.ndarray:
+        return self.arrays[f"labels_{split}"]
+
+    def weak(self, split: str) -> np.ndarray:
+        return self.arrays[f"weak_{split}"]
+
+    def ceiling(self, split: str) -> np.ndarray:
+        return self.arrays[f"ceiling_{split}"]
+
+    @cached_property
+    def dev_index(self) -> dict[str, int]:
+        return {row_id: i for i, row_id in enumerate(self.ids["dev"])}
+
+    @cached_property
+    def dev_reference(self) -> tuple[float, float, bool]:
+        """(weak acc, ceiling acc, PGR defined) on dev: the scale dev scores are released on."""
+        stats = pgr_stats(
+            self.labels("dev"), self.weak("dev"), self.ceiling("dev"), self.weak("dev"), n_boot=500
+        )
+        return stats.weak_acc, stats.ceiling_acc, stats.defined
+
+    def context(self, split: str, seed: int) -> IdeaContext:
+        """A label-free idea context (what the sandboxed code receives)."""
+        return IdeaContext(
+            task=self.name,
+            domain=self.domain,
+            train_ids=self.ids["student_train"],
+            train_texts=self.texts["student_train"],
+            train_x=self.arrays["x_student_train"],
+            weak=self.weak("student_train"),
+            test_ids=self.ids[split],
+            test_texts=self.texts[split],
+            test_x=self.arrays[f"x_{split}"],
+            seed=seed,
+            protocol=HeadProtocol(c=self.protocol_c, seed=seed),
+            strong_model=self.strong_model,
+        )
+
+    def card(self) -> dict:
+        """What researchers may know about the task: no labels, no label counts or rates."""
+        return {
+            "name": self.name,
+            "domain": self.domain,
+            "role": self.role,
+            "description": self.description,
+            "weak_model": self.weak_model,
+            "strong_model": self.strong_model,
+            "sizes": {s: len(self.ids[s]) for s in PUBLIC_SPLITS},
+            "files": {
+                "student_train.jsonl": "{id, text, weak}: weak = the weak teacher's P(label=1)",
+                "dev.jsonl": "{id, text}: score predictions with POST /api/v1/dev/evaluate",
+                "final.jsonl": "{id, text}: scored only by official runs",
+            },
+            "idea_contract": (
+                "def run(ctx: aar.w2s.methods.IdeaContext) -> probabilities aligned with ctx.test_ids"
+            ),
+        }
+
+
+class DataStore:
+    """The tasks of a data dir, loaded lazily; refuses a data dir others can read."""
+
+    def __init__(self, data_dir: Path):
+        self.dir = Path(data_dir)
+        manifest = self.dir / "manifest.json"
+        if not manifest.exists():
+            raise DataDirError(f"{self.dir}: no manifest.json; run `aar referee init {self.dir}` first")
+        if self.dir.stat().st_mode & 0o077:
+            raise DataDirError(f"{self.dir}: data dir must be private (chmod 700): it holds labels")
+        self.manifest = json.loads(manifest.read_text())
+        self._tasks: dict[str, TaskData] = {}
+
+    @property
+    def task_names(self) -> list[str]:
+        return list(self.manifest["tasks"])
+
+    @property
+    def home(self) -> str:
+        return self.manifest["home"]
+
+    def held_out(self) -> list[str]:
+        return [n for n, role in self.manifest["tasks"].items() if role == "held_out"]
+
+    def has(self, name: str) -> bool:
+        return name in self.manifest["tasks"]
+
+    def task(self, name: str) -> TaskData:
+        if name not in self._tasks:
+            if not self.has(name):
+                raise KeyError(name)
+            tdir = self.dir / TASKS_DIR / name
+            meta = json.loads((tdir / "meta.json").read_text())
+            with np.load(tdir / "arrays.npz", allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+            self._tasks[name] = TaskData(
+                name=name,
+                role=meta["role"],
+                domain=meta["domain"],
+                description=meta["description"],
+                weak_model=meta["weak_model"],
+                strong_model=meta["strong_model"],
+                protocol_c=float(meta["protocol_c"]),
+                ids={s: r["ids"] for s, r in meta["rows"].items()},
+                texts={s: r["texts"] for s, r in meta["rows"].items()},
+                arrays=arrays,
+            )
+        return self._tasks[name]
+
+
+def export_public(data_dir: Path, out: Path) -> list[Path]:
+    """Write the researcher-visible files; nothing here is derived from a label."""
+    store = DataStore(data_dir)
+    out = Path(out)
+    written: list[Path] = []
+    for name in store.task_names:
+        task = store.task(name)
+        tdir = out / name
+        tdir.mkdir(parents=True, exist_ok=True)
+        with (tdir / "student_train.jsonl").open("w", encoding="utf-8") as handle:
+            weak = task.weak("student_train")
+            for i, (row_id, text) in enumerate(
+                zip(task.ids["student_train"], task.texts["student_train"], strict=True)
+            ):
+                handle.write(
+                    json.dumps({"id": row_id, "text": text, "weak": round(float(weak[i]), 6)}) + "\n"
+                )
+        for split in ("dev", "final"):
+            with (tdir / f"{split}.jsonl").open("w", encoding="utf-8") as handle:
+                for row_id, text in zip(task.ids[split], task.texts[split], strict=True):
+                    handle.write(json.dumps({"id": row_id, "text": text}) + "\n")
+        (tdir / "card.json").write_text(json.dumps(task.card(), indent=2))
+        written += [tdir / f for f in ("student_train.jsonl", "dev.jsonl", "final.jsonl", "card.json")]
+    return written

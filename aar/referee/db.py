@@ -1,0 +1,293 @@
+"""Tables and the database handle: SQLite in WAL mode with synchronous=FULL by default, any URL accepted.
+
+Why the care with transactions: an acknowledged write must survive SIGKILL, and concurrent writers
+must never see "database is locked". Every write runs in ``Database.write()``: one writer at a time
+in this process (a lock, so threads queue in Python rather than in SQLite's coarse busy-sleep) and,
+on SQLite, ``BEGIN IMMEDIATE`` so that a transaction never has to upgrade from read to write (the
+upgrade is where SQLite returns SQLITE_BUSY without waiting). The commit returns only after fsync.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    text,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Agent(Base):
+    __tablename__ = "agents"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class DevQuery(Base):
+    """Every dev query, with the private numbers behind the public answer (for integrity review)."""
+
+    __tablename__ = "dev_queries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"))
+    task: Mapped[str] = mapped_column(String(64))
+    day: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    predictions: Mapped[bytes] = mapped_column(LargeBinary)  # float64, in dev id order
+    hard_bits: Mapped[bytes] = mapped_column(LargeBinary)  # np.packbits(p >= 0.5)
+    accuracy: Mapped[float] = mapped_column(Float)  # private
+    z: Mapped[float] = mapped_column(Float)  # private
+    released_pgr: Mapped[float | None] = mapped_column(Float, nullable=True)
+    improved: Mapped[bool] = mapped_column(Boolean)
+    min_diff_rows: Mapped[int | None] = mapped_column(Integer, nullable=True)  # vs recent queries
+    weak_agreement: Mapped[float] = mapped_column(Float)
+    __table_args__ = (Index("ix_dev_agent_task_day", "agent_id", "task", "day"),)
+
+
+class LadderState(Base):
+    """The agent's best released submission per task (None = the weak teacher, PGR 0)."""
+
+    __tablename__ = "ladder_state"
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"), primary_key=True)
+    task: Mapped[str] = mapped_column(String(64), primary_key=True)
+    best_query_id: Mapped[int | None] = mapped_column(ForeignKey("dev_queries.id"), nullable=True)
+    released_accuracy: Mapped[float] = mapped_column(Float)
+    released_pgr: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class CodePush(Base):
+    __tablename__ = "code_pushes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"))
+    ref: Mapped[str] = mapped_column(String(255))
+    commit: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"))
+    commit: Mapped[str] = mapped_column(String(64))
+    idea_path: Mapped[str] = mapped_column(String(255))
+    task: Mapped[str] = mapped_column(String(64))
+    seeds: Mapped[int] = mapped_column(Integer)
+    day: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued running done failed cancelled
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    results: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    sandbox: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    is_baseline: Mapped[bool] = mapped_column(Boolean, default=False)
+    review_state: Mapped[str] = mapped_column(String(16), default="unreviewed")
+    review_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reviewer_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class RunPrediction(Base):
+    """Per-seed predictions of an official run: kept for audit, never returned to agents."""
+
+    __tablename__ = "run_predictions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    task: Mapped[str] = mapped_column(String(64))
+    seed: Mapped[int] = mapped_column(Integer)
+    predictions: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Post(Base):
+    __tablename__ = "posts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"))
+    title: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(16))
+    tags: Mapped[list] = mapped_column(JSON, default=list)
+    tags_text: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class PostCite(Base):
+    __tablename__ = "post_cites"
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"), primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+
+
+class Comment(Base):
+    __tablename__ = "comments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"), index=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Vote(Base):
+    __tablename__ = "votes"
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"), primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer)
+
+
+class Flag(Base):
+    """An integrity finding with its evidence; open flags are the human review queue."""
+
+    __tablename__ = "flags"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(48))
+    subject_type: Mapped[str] = mapped_column(String(16))  # "run" or "agent"
+    subject_id: Mapped[int] = mapped_column(Integer)
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"), nullable=True)
+    task: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    evidence: Mapped[dict] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16), default="open")
+    resolution: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    __table_args__ = (Index("ix_flags_state", "state"),)
+
+
+class AuditEntry(Base):
+    """Append-only (enforced by triggers) and hash-chained, so an edit or a gap is detectable."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ts: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    agent_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    action: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(512))
+    detail: Mapped[dict] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+    __table_args__ = (UniqueConstraint("prev_hash", name="uq_audit_chain"),)
+
+
+_SQLITE_DDL = [
+    """CREATE VIRTUAL TABLE IF NOT EXISTS posts_fts USING fts5(
+           title, body, tags_text, content='posts', content_rowid='id')""",
+    """CREATE TRIGGER IF NOT EXISTS posts_ai AFTER INSERT ON posts BEGIN
+           INSERT INTO posts_fts(rowid, title, body, tags_text)
+           VALUES (new.id, new.title, new.body, new.tags_text);
+       END""",
+    """CREATE TRIGGER IF NOT EXISTS posts_ad AFTER DELETE ON posts BEGIN
+           INSERT INTO posts_fts(posts_fts, rowid, title, body, tags_text)
+           VALUES ('delete', old.id, old.title, old.body, old.tags_text);
+       END""",
+    """CREATE TRIGGER IF NOT EXISTS posts_au AFTER UPDATE ON posts BEGIN
+           INSERT INTO posts_fts(posts_fts, rowid, title, body, tags_text)
+           VALUES ('delete', old.id, old.title, old.body, old.tags_text);
+           INSERT INTO posts_fts(rowid, title, body, tags_text)
+           VALUES (new.id, new.title, new.body, new.tags_text);
+       END""",
+    """CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit_log BEGIN
+           SELECT RAISE(ABORT, 'audit log is append-only'); END""",
+    """CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit_log BEGIN
+           SELECT RAISE(ABORT, 'audit log is append-only'); END""",
+]
+
+_POSTGRES_DDL = [
+    """CREATE INDEX IF NOT EXISTS posts_fts_idx ON posts USING GIN (
+           to_tsvector('english', title || ' ' || body || ' ' || tags_text))""",
+    """CREATE OR REPLACE FUNCTION aar_audit_append_only() RETURNS trigger AS $$
+       BEGIN RAISE EXCEPTION 'audit log is append-only'; END; $$ LANGUAGE plpgsql""",
+    """DO $$ BEGIN
+         IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'audit_append_only') THEN
+           CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit_log
+           FOR EACH ROW EXECUTE FUNCTION aar_audit_append_only();
+         END IF; END $$""",
+]
+
+
+class Database:
+    """Engine, sessions, and the one-writer-at-a-time write transaction."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        kwargs: dict = {}
+        if self.is_sqlite:
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            kwargs["pool_size"] = 16
+            kwargs["max_overflow"] = 32
+        self.engine: Engine = create_engine(url, **kwargs)
+        if self.is_sqlite:
+            _sqlite_setup(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._write_engine = self.engine.execution_options(aar_immediate=True)
+        self._write_sessions = sessionmaker(self._write_engine, expire_on_commit=False)
+        self._write_lock = threading.Lock()
+
+    def create_all(self) -> None:
+        Base.metadata.create_all(self.engine)
+        ddl = (
+            _SQLITE_DDL
+            if self.is_sqlite
+            else _POSTGRES_DDL
+            if self.engine.dialect.name == "postgresql"
+            else []
+        )
+        with self.engine.begin() as conn:
+            for stmt in ddl:
+                conn.execute(text(stmt))
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with self._sessions() as session:
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A write transaction; committed (durably) when the block exits without an exception."""
+        with self._write_lock, self._write_sessions() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn, _record) -> None:  # noqa: ANN001
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see _begin)
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn) -> None:  # noqa: ANN001
+        immediate = conn.get_execution_options().get("aar_immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

@@ -1,0 +1,416 @@
+"""Thin routes: parse, authenticate, call one service, shape the answer."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.responses import HTMLResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from jinja2 import Environment, select_autoescape
+from sqlalchemy import select
+
+from aar.referee import audit, schemas
+from aar.referee.auth import Identity
+from aar.referee.codestore import GitError
+from aar.referee.db import Agent, AuditEntry, Flag, Run, utcnow
+from aar.referee.errors import ApiError
+from aar.referee.runs import run_view
+
+Id = Annotated[int, Path(ge=1, le=2**62)]
+_bearer = HTTPBearer(auto_error=False, description="the agent's token from `aar referee add-agent`")
+ERRORS = {
+    401: {"model": schemas.Message},
+    403: {"model": schemas.Message},
+    404: {"model": schemas.Message},
+    413: {"model": schemas.Message},
+    422: {"model": schemas.Message},
+    429: {"model": schemas.Message},
+}
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
+    seen: dict = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ApiError(422, f"duplicate key {key[:64]!r} in JSON object")
+        seen[key] = value
+    return seen
+
+
+async def no_duplicate_keys(request: Request) -> None:
+    """JSON objects with a repeated key are rejected (json.loads would silently keep the last one)."""
+    if request.method in ("POST", "PATCH", "PUT") and "json" in request.headers.get("content-type", ""):
+        body = await request.body()
+        try:
+            json.loads(body, object_pairs_hook=_reject_duplicate_keys)
+        except ValueError:
+            pass  # malformed JSON: FastAPI reports it as 422
+
+
+def build_router(ref) -> APIRouter:  # noqa: ANN001 (aar.referee.app.Referee; avoids an import cycle)
+    def who(
+        creds: HTTPAuthorizationCredentials | None = Depends(_bearer), request: Request = None
+    ) -> Identity:  # type: ignore[assignment]
+        header = request.headers.get("authorization") if request is not None else None
+        return ref.auth.identify(header if creds is None else f"Bearer {creds.credentials}")
+
+    def admin(me: Identity = Depends(who)) -> Identity:
+        if not me.is_admin:
+            raise ApiError(403, "admin only")
+        return me
+
+    r = APIRouter(dependencies=[Depends(no_duplicate_keys)], responses=ERRORS)
+
+    @r.get("/health", responses={})
+    def health() -> dict:
+        return {"ok": True}
+
+    @r.get("/me", response_model=schemas.Me)
+    def me(me: Identity = Depends(who)):
+        return {"name": me.name, "is_admin": me.is_admin}
+
+    @r.get("/tasks", response_model=list[schemas.TaskCard])
+    def tasks(_me: Identity = Depends(who)):
+        return [ref.data.task(t).card() for t in ref.data.task_names]
+
+    # -- dev scoring -------------------------------------------------------------------------------
+
+    @r.post("/dev/evaluate", response_model=schemas.DevEvaluateOut)
+    def dev_evaluate(body: schemas.DevEvaluateIn, request: Request, me: Identity = Depends(who)):
+        ans = ref.scorer.evaluate(me, body.task, body.predictions, request.url.path)
+        return {"task": ans.task, "pgr": ans.pgr, "improved": ans.improved, "queries_left": ans.queries_left}
+
+    @r.get("/dev/queries", response_model=list[schemas.DevQueryOut])
+    def dev_queries(
+        task: str | None = Query(None, max_length=64),
+        limit: int = Query(50, ge=1, le=500),
+        offset: int = Query(0, ge=0, le=10**9),
+        me: Identity = Depends(who),
+    ):
+        return ref.scorer.history(me.id, task, limit, offset)
+
+    @r.get("/agents/{name}/dev/queries", response_model=list[schemas.DevQueryOut])
+    def agent_dev_queries(
+        name: str,
+        limit: int = Query(50, ge=1, le=500),
+        offset: int = Query(0, ge=0, le=10**9),
+        me: Identity = Depends(who),
+    ):
+        if name != me.name and not me.is_admin:
+            raise ApiError(403, "an agent may read only its own dev queries")
+        with ref.db.read() as session:
+            agent_id = session.scalar(select(Agent.id).where(Agent.name == name))
+        if agent_id is None:
+            raise ApiError(404, f"no agent {name!r}")
+        return ref.scorer.history(agent_id, None, limit, offset)
+
+    # -- code store --------------------------------------------------------------------------------
+
+    @r.post(
+        "/code",
+        response_model=list[schemas.PushedRefOut],
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+            }
+        },
+    )
+    async def push_code(request: Request, me: Identity = Depends(who)):
+        bundle = await request.body()
+        if not bundle:
+            raise ApiError(422, "empty body: send a git bundle (`git bundle create - --all`)")
+        from starlette.concurrency import run_in_threadpool
+
+        try:
+            pushed = await run_in_threadpool(ref.code.push_bundle, me.name, bundle)
+        except GitError as exc:
+            raise ApiError(422, f"git rejected the bundle: {str(exc)[-300:]}") from exc
+        with ref.db.write() as session:
+            from aar.referee.db import CodePush
+
+            for p in pushed:
+                session.add(CodePush(agent_id=me.id, ref=p.ref, commit=p.commit))
+            audit.record(
+                session,
+                agent_id=me.id,
+                action="code.push",
+                method="POST",
+                path=request.url.path,
+                detail={"refs": {p.ref: p.commit for p in pushed}, "bytes": len(bundle)},
+            )
+        return [{"ref": p.ref, "commit": p.commit} for p in pushed]
+
+    @r.get("/code/refs", response_model=list[schemas.RefOut])
+    def code_refs(
+        agent: str | None = Query(None, pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$"), _me: Identity = Depends(who)
+    ):
+        return ref.code.refs(agent)
+
+    @r.delete("/code/refs/{agent}/{name:path}", status_code=204)
+    def delete_ref(agent: str, name: str, request: Request, me: Identity = Depends(who)):
+        if agent != me.name and not me.is_admin:
+            raise ApiError(403, "an agent may delete only its own refs")
+        full = f"refs/agents/{agent}/{name}"
+        if ".." in name.split("/") or not name:
+            raise ApiError(422, "bad ref name")
+        try:
+            ref.code.delete_ref(full)
+        except GitError as exc:
+            raise ApiError(422, str(exc)[-300:]) from exc
+        with ref.db.write() as session:
+            audit.record(
+                session,
+                agent_id=me.id,
+                action="code.delete_ref",
+                method="DELETE",
+                path=request.url.path,
+                detail={"ref": full},
+            )
+        return Response(status_code=204)
+
+    @r.get(
+        "/code/{sha}",
+        response_class=Response,
+        responses={200: {"content": {"application/gzip": {}}, "description": "tar.gz of the commit's tree"}},
+    )
+    def get_code(sha: str, _me: Identity = Depends(who)):
+        data = ref.code.tarball(sha)
+        return Response(
+            data,
+            media_type="application/gzip",
+            headers={"content-disposition": f'attachment; filename="{sha[:12]}.tar.gz"'},
+        )
+
+    # -- official runs -----------------------------------------------------------------------------
+
+    def _author(session, agent_id: int) -> str:
+        return session.scalar(select(Agent.name).where(Agent.id == agent_id)) or "?"
+
+    @r.post("/runs", response_model=schemas.RunOut, status_code=202)
+    def create_run(body: schemas.RunIn, request: Request, me: Identity = Depends(who)):
+        run = ref.runs.create(me, body.commit, body.idea_path, body.task, request.url.path)
+        return run_view(run, me.name)
+
+    @r.get("/runs", response_model=list[schemas.RunOut])
+    def list_runs(
+        agent: str | None = Query(None, max_length=64),
+        status: Literal["queued", "running", "done", "failed", "cancelled"] | None = None,
+        limit: int = Query(50, ge=1, le=500),
+        offset: int = Query(0, ge=0, le=10**9),
+        _me: Identity = Depends(who),
+    ):
+        with ref.db.read() as session:
+            q = select(Run, Agent.name).join(Agent, Agent.id == Run.agent_id)
+            if agent:
+                q = q.where(Agent.name == agent)
+            if status:
+                q = q.where(Run.status == status)
+            rows = session.execute(q.order_by(Run.id.desc()).limit(limit).offset(offset)).all()
+            return [run_view(run, name) for run, name in rows]
+
+    @r.get("/runs/{run_id}", response_model=schemas.RunOut)
+    def get_run(run_id: Id, _me: Identity = Depends(who)):
+        with ref.db.read() as session:
+            run = session.get(Run, run_id)
+            if run is None:
+                raise ApiError(404, f"no run {run_id}")
+            return run_view(run, _author(session, run.agent_id))
+
+    @r.delete("/runs/{run_id}", response_model=schemas.RunOut)
+    def cancel_run(run_id: Id, request: Request, me: Identity = Depends(who)):
+        run = ref.runs.cancel(me, run_id, request.url.path)
+        with ref.db.read() as session:
+            return run_view(run, _author(session, run.agent_id))
+
+    @r.get("/leaderboard", response_model=list[schemas.LeaderboardRow])
+    def leaderboard(_me: Identity = Depends(who)):
+        with ref.db.read() as session:
+            rows = session.execute(
+                select(Run, Agent.name).join(Agent, Agent.id == Run.agent_id).where(Run.status == "done")
+            ).all()
+        out = []
+        for run, name in rows:
+            results = run.results or {}
+            out.append(
+                {
+                    "run_id": run.id,
+                    "author": name,
+                    "commit": run.commit,
+                    "idea_path": run.idea_path,
+                    "baseline": run.is_baseline,
+                    "review_state": run.review_state,
+                    "home_task": run.task,
+                    "home": results.get(run.task),
+                    "held_out": {t: v for t, v in results.items() if t != run.task},
+                    "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+                }
+            )
+        out.sort(
+            key=lambda row: (
+                -((row["home"] or {}).get("pgr") if (row["home"] or {}).get("pgr") is not None else -1e9)
+            )
+        )
+        return out
+
+    # -- forum -------------------------------------------------------------------------------------
+
+    @r.post("/posts", response_model=schemas.PostOut, status_code=201)
+    def create_post(body: schemas.PostIn, request: Request, me: Identity = Depends(who)):
+        tags = [t.strip()[:40] for t in body.tags if t.strip()]
+        return ref.forum.create(me, body.title, body.body, body.kind, tags, body.cites, request.url.path)
+
+    @r.get("/posts", response_model=schemas.PostPage)
+    def search_posts(
+        q: str | None = Query(None, max_length=500),
+        kind: Literal["result", "hypothesis", "insight", "failure"] | None = None,
+        tag: str | None = Query(None, max_length=40),
+        author: str | None = Query(None, max_length=64),
+        limit: int = Query(20, ge=1, le=100),
+        offset: int = Query(0, ge=0, le=10**9),
+        _me: Identity = Depends(who),
+    ):
+        return ref.forum.search(q, kind, tag, author, limit, offset)
+
+    @r.get("/posts/{post_id}", response_model=schemas.PostOut)
+    def get_post(post_id: Id, _me: Identity = Depends(who)):
+        return ref.forum.get(post_id)
+
+    @r.patch("/posts/{post_id}", response_model=schemas.PostOut)
+    def edit_post(post_id: Id, body: schemas.PostPatch, request: Request, me: Identity = Depends(who)):
+        return ref.forum.update(me, post_id, body.model_dump(), request.url.path)
+
+    @r.post("/posts/{post_id}/comments", response_model=schemas.CommentOut, status_code=201)
+    def add_comment(post_id: Id, body: schemas.CommentIn, request: Request, me: Identity = Depends(who)):
+        return ref.forum.comment(me, post_id, body.body, request.url.path)
+
+    @r.get("/posts/{post_id}/comments", response_model=list[schemas.CommentOut])
+    def list_comments(
+        post_id: Id,
+        limit: int = Query(50, ge=1, le=500),
+        offset: int = Query(0, ge=0, le=10**9),
+        _me: Identity = Depends(who),
+    ):
+        return ref.forum.comments(post_id, limit, offset)
+
+    @r.post("/posts/{post_id}/vote", response_model=schemas.VoteOut)
+    def vote(post_id: Id, body: schemas.VoteIn, request: Request, me: Identity = Depends(who)):
+        return ref.forum.vote(me, post_id, body.value, request.url.path)
+
+    # -- admin: review queue and audit -------------------------------------------------------------
+
+    @r.get("/admin/flags", response_model=list[schemas.FlagOut])
+    def flags(
+        state: Literal["open", "closed", "all"] = "open",
+        limit: int = Query(100, ge=1, le=1000),
+        offset: int = Query(0, ge=0, le=10**9),
+        _admin: Identity = Depends(admin),
+    ):
+        return list_flags(ref.db, state, limit, offset)
+
+    @r.post("/admin/flags/{flag_id}/close", response_model=schemas.FlagOut)
+    def close_flag(flag_id: Id, body: schemas.FlagClose, request: Request, me: Identity = Depends(admin)):
+        with ref.db.write() as session:
+            flag = session.get(Flag, flag_id)
+            if flag is None:
+                raise ApiError(404, f"no flag {flag_id}")
+            flag.state = "closed"
+            flag.resolution = body.resolution
+            flag.updated_at = utcnow()
+            audit.record(
+                session,
+                agent_id=me.id,
+                action="flags.close",
+                method="POST",
+                path=request.url.path,
+                detail={"flag_id": flag_id, "resolution": body.resolution},
+            )
+            session.flush()
+            return flag_view(flag, None)
+
+    @r.post("/admin/runs/{run_id}/review", response_model=schemas.RunOut)
+    def review_run(run_id: Id, body: schemas.ReviewIn, request: Request, me: Identity = Depends(admin)):
+        run = ref.runs.review(me.id, run_id, body.verdict, body.reason, request.url.path)
+        with ref.db.read() as session:
+            return run_view(run, _author(session, run.agent_id))
+
+    @r.get("/admin/audit")
+    def audit_log(
+        limit: int = Query(100, ge=1, le=1000),
+        offset: int = Query(0, ge=0, le=10**9),
+        _admin: Identity = Depends(admin),
+    ) -> dict:
+        with ref.db.read() as session:
+            intact, count = audit.verify_chain(session)
+            rows = session.scalars(
+                select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit).offset(offset)
+            ).all()
+            return {
+                "intact": intact,
+                "entries": count,
+                "items": [
+                    {
+                        "id": e.id,
+                        "ts": e.ts.isoformat(),
+                        "agent_id": e.agent_id,
+                        "action": e.action,
+                        "method": e.method,
+                        "path": e.path,
+                        "detail": e.detail,
+                        "hash": e.hash,
+                    }
+                    for e in rows
+                ],
+            }
+
+    return r
+
+
+def flag_view(flag: Flag, agent: str | None) -> dict:
+    return {
+        "id": flag.id,
+        "kind": flag.kind,
+        "subject_type": flag.subject_type,
+        "subject_id": flag.subject_id,
+        "agent": agent,
+        "task": flag.task,
+        "evidence": flag.evidence,
+        "state": flag.state,
+        "resolution": flag.resolution,
+        "created_at": flag.created_at.isoformat(),
+    }
+
+
+def list_flags(db, state: str, limit: int, offset: int) -> list[dict]:  # noqa: ANN001
+    with db.read() as session:
+        q = select(Flag, Agent.name).outerjoin(Agent, Agent.id == Flag.agent_id)
+        if state != "all":
+            q = q.where(Flag.state == state)
+        rows = session.execute(q.order_by(Flag.id).limit(limit).offset(offset)).all()
+        return [flag_view(f, name) for f, name in rows]
+
+
+_PAGE = Environment(autoescape=select_autoescape(default=True, default_for_string=True)).from_string(
+    """<!doctype html><html><head><meta charset="utf-8"><title>{{ post.title }}</title></head><body>
+<h1>{{ post.title }}</h1><p>{{ post.kind }} by {{ post.author }} · score {{ post.score }}
+{% for t in post.tags %}<span class="tag">{{ t }}</span> {% endfor %}</p>
+<pre class="body">{{ post.body }}</pre>
+<h2>Cited runs (numbers from the referee, not from the text)</h2><ul>
+{% for c in post.cites %}<li>run {{ c.run_id }} ({{ c.review_state }}) by {{ c.author }}:
+{% for task, r in c.results.items() %}{{ task }} PGR {{ r.pgr }} {{ r.pgr_ci }}; {% endfor %}</li>{% endfor %}
+</ul></body></html>"""
+)
+
+
+def build_pages(ref) -> APIRouter:  # noqa: ANN001
+    """Server-rendered pages (escaped): the forum as a human reads it."""
+    pages = APIRouter(include_in_schema=False)
+
+    @pages.get("/forum/posts/{post_id}", response_class=HTMLResponse)
+    def post_page(post_id: Id, request: Request):
+        ref.auth.identify(request.headers.get("authorization"))
+        return HTMLResponse(_PAGE.render(post=ref.forum.get(post_id)))
+
+    return pages

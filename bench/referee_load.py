@@ -1,0 +1,212 @@
+"""Load bench for the referee: N simulated agents on loopback, mixing dev scoring, forum posts and reads.
+
+Starts a real server (`aar referee serve`, one uvicorn process) on a fresh SQLite database (WAL,
+synchronous=FULL), then runs N agents as asyncio tasks. Each agent loops: think (exponential, mean
+--think seconds: agents are LLMs and think between calls), then one action: dev scoring (40%), a
+forum read (list / search / one post, 45%), or a forum post (15%). Prints throughput and p50/p99
+latency per kind. Target (issue 3): p99 < 100 ms on 2 cores for dev scoring and forum reads.
+
+    .venv/bin/python bench/referee_load.py --agents 100 --duration 30
+    .venv/bin/python bench/referee_load.py --data /path/to/referee-data   # reuse an initialised data dir
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prepare(data: Path | None, work: Path) -> Path:
+    if data is not None:
+        return data
+    data = work / "data"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aar.cli",
+            "referee",
+            "init",
+            str(data),
+            "--fast",
+            "--max-rows",
+            "1500",
+            "--tasks",
+            "sentiment_hotels,fever",
+            "--no-baselines",
+        ],
+        check=True,
+    )
+    return data
+
+
+async def agent(
+    i: int,
+    client: httpx.AsyncClient,
+    token: str,
+    dev: dict,
+    task: str,
+    stop: float,
+    think: float,
+    lat: dict[str, list[float]],
+    errors: list[str],
+) -> None:
+    rng = random.Random(i)
+    nrng = np.random.default_rng(i)
+    h = {"Authorization": f"Bearer {token}"}
+    weak = np.array(list(dev.values()))
+    ids = list(dev)
+    while time.monotonic() < stop:
+        await asyncio.sleep(rng.expovariate(1.0 / think))
+        roll = rng.random()
+        t0 = time.perf_counter()
+        if roll < 0.40:
+            kind = "dev_evaluate"
+            noise = np.clip(weak + nrng.normal(0, 0.1, len(ids)), 0, 1)
+            r = await client.post(
+                "/dev/evaluate",
+                headers=h,
+                json={"task": task, "predictions": dict(zip(ids, noise.tolist(), strict=True))},
+            )
+        elif roll < 0.85:
+            kind = "forum_read"
+            which = rng.random()
+            if which < 0.4:
+                r = await client.get("/posts", headers=h, params={"limit": 20})
+            elif which < 0.7:
+                r = await client.get(
+                    "/posts", headers=h, params={"q": rng.choice(["entropy", "logconf", "seed"])}
+                )
+            else:
+                r = await client.get(f"/posts/{rng.randint(1, 50)}", headers=h)
+        else:
+            kind = "forum_post"
+            r = await client.post(
+                "/posts",
+                headers=h,
+                json={
+                    "title": f"agent {i} note",
+                    "body": "tried logconf with entropy weighting; seed variance large",
+                    "kind": rng.choice(["insight", "hypothesis", "failure"]),
+                    "tags": ["bench"],
+                },
+            )
+        dt = (time.perf_counter() - t0) * 1000
+        if r.status_code >= 500 or (r.status_code >= 400 and r.status_code != 404):
+            errors.append(f"{kind} {r.status_code} {r.text[:100]}")
+        lat.setdefault(kind, []).append(dt)
+
+
+async def main_async(
+    args, base: str, tokens: list[str], dev: dict, task: str
+) -> tuple[dict, list[str], float]:
+    lat: dict[str, list[float]] = {}
+    errors: list[str] = []
+    limits = httpx.Limits(max_connections=args.agents + 10, max_keepalive_connections=args.agents + 10)
+    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
+        for k in range(50):  # something to read
+            await client.post(
+                "/posts",
+                headers={"Authorization": f"Bearer {tokens[k % len(tokens)]}"},
+                json={"title": f"seed post {k}", "body": f"logconf entropy seed {k}", "kind": "insight"},
+            )
+        start = time.monotonic()
+        stop = start + args.duration
+        await asyncio.gather(
+            *(
+                agent(i, client, tokens[i], dev, task, stop, args.think, lat, errors)
+                for i in range(args.agents)
+            )
+        )
+        return lat, errors, time.monotonic() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--agents", type=int, default=100)
+    ap.add_argument("--duration", type=float, default=30.0)
+    ap.add_argument("--think", type=float, default=1.0, help="mean think time between an agent's calls (s)")
+    ap.add_argument("--data", type=Path, default=None)
+    args = ap.parse_args()
+
+    from aar.referee.auth import add_agent
+    from aar.referee.datadir import DataStore
+    from aar.referee.db import Database
+
+    with tempfile.TemporaryDirectory(prefix="aar-bench-") as tmp:
+        work = Path(tmp)
+        data = prepare(args.data, work)
+        db_url = f"sqlite:///{work}/bench.db"
+        database = Database(db_url)
+        database.create_all()
+        tokens = [add_agent(database, f"bench{i}") for i in range(args.agents)]
+        database.dispose()
+        store = DataStore(data)
+        task = store.home
+        td = store.task(task)
+        dev = {i: float(w) for i, w in zip(td.ids["dev"], td.weak("dev"), strict=True)}
+        port = _free_port()
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "aar.cli",
+                "referee",
+                "serve",
+                "--data",
+                str(data),
+                "--db",
+                db_url,
+                "--port",
+                str(port),
+                "--executor",
+                "none",
+            ]
+        )
+        base = f"http://127.0.0.1:{port}/api/v1"
+        try:
+            for _ in range(300):
+                try:
+                    if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.2)
+            lat, errors, seconds = asyncio.run(main_async(args, base, tokens, dev, task))
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(15)
+    total = sum(len(v) for v in lat.values())
+    print(
+        f"{args.agents} agents, {seconds:.1f} s, mean think {args.think} s, {len(dev)} dev items: "
+        f"{total} requests, {total / seconds:.1f} req/s, {len(errors)} errors"
+    )
+    print(f"{'kind':<14}{'n':>7}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
+    for kind in sorted(lat):
+        v = np.array(lat[kind])
+        print(
+            f"{kind:<14}{len(v):>7}{len(v) / seconds:>9.1f}{np.percentile(v, 50):>9.1f}"
+            f"{np.percentile(v, 99):>9.1f}{v.max():>9.1f}"
+        )
+    for e in errors[:5]:
+        print("error:", e)
+
+
+if __name__ == "__main__":
+    main()
