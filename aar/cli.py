@@ -120,7 +120,8 @@ def run_cmd(
     table.add_row("weak acc", _fmt(data["weak_acc"]), _fmt_ci(data["weak_acc_ci"]))
     table.add_row("ceiling acc", _fmt(data["ceiling_acc"]), _fmt_ci(data["ceiling_acc_ci"]))
     table.add_row("transfer acc", _fmt(data["transfer_acc"]), _fmt_ci(data["transfer_acc_ci"]))
-    table.add_row("gap (ceiling - weak)", _fmt(data["ceiling_acc"] - data["weak_acc"]), _fmt_ci(data["gap_ci"]))
+    gap = data["ceiling_acc"] - data["weak_acc"]
+    table.add_row("gap (ceiling - weak)", _fmt(gap), _fmt_ci(data["gap_ci"]))
     table.add_row("PGR", _fmt(data["pgr"]), _fmt_ci(data["pgr_ci"]))
     console.print(table)
     console.print(f"{data['n_test']} test items, {data['seconds']:.1f} s")

@@ -26,10 +26,14 @@ from aar.w2s.experiment import prepare, run_method
 from aar.w2s.features import features
 from aar.w2s.tasks import load_task
 
-DEFAULT_TASKS = ("sentiment_hotels,sentiment_medicine,sentiment_products,sentiment_school,fever,epistemic,"
-                 "fallacy,strategyqa,vitaminc,math_answer,parentheses,humaneval_match,hhh,sports")
-DEFAULT_PAIRS = ("minilm-l3:minilm-l6,minilm-l3:mpnet,minilm-l3:gemma3,smollm2:gemma3,smollm2:mpnet,"
-                 "minilm-l6:mpnet,minilm-l6:gemma3")
+DEFAULT_TASKS = (
+    "sentiment_hotels,sentiment_medicine,sentiment_products,sentiment_school,fever,epistemic,"
+    "fallacy,strategyqa,vitaminc,math_answer,parentheses,humaneval_match,hhh,sports"
+)
+DEFAULT_PAIRS = (
+    "minilm-l3:minilm-l6,minilm-l3:mpnet,minilm-l3:gemma3,smollm2:gemma3,smollm2:mpnet,"
+    "minilm-l6:mpnet,minilm-l6:gemma3"
+)
 
 
 def fmt(v: float | None, ci: tuple | list | None = None) -> str:
@@ -41,16 +45,20 @@ def fmt(v: float | None, ci: tuple | list | None = None) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tasks", default=DEFAULT_TASKS)
     parser.add_argument("--pairs", default=DEFAULT_PAIRS, help="weak:strong,...")
-    parser.add_argument("--weak-limits", default="all,100", help="weak_train labels for the teacher: all or N")
+    parser.add_argument(
+        "--weak-limits", default="all,100", help="weak_train labels for the teacher: all or N"
+    )
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--out", default="bench/results/testbed_selection.json")
     parser.add_argument("--extract-only", action="store_true", help="only fill the feature cache")
     args = parser.parse_args()
 
-    console = Console()
+    console = Console(width=200)
     tasks = [t for t in args.tasks.split(",") if t]
     pairs = [tuple(p.split(":")) for p in args.pairs.split(",") if p]
     limits = [None if v == "all" else int(v) for v in args.weak_limits.split(",")]
@@ -67,20 +75,38 @@ def main() -> None:
     # 2. heads and statistics
     results = []
     table = Table(title="testbed selection (vanilla transfer; 95% CI)")
-    for col in ("task", "weak -> strong", "teacher labels", "n_test", "weak acc", "ceiling acc",
-                "vanilla acc", "gap sig.", "PGR"):
+    for col in (
+        "task",
+        "weak -> strong",
+        "teacher labels",
+        "n_test",
+        "weak acc",
+        "ceiling acc",
+        "vanilla acc",
+        "gap sig.",
+        "PGR",
+    ):
         table.add_column(col)
     for task, (weak, strong), limit in itertools.product(tasks, pairs, limits):
         start = time.perf_counter()
-        prep = prepare(task, weak_model=weak, strong_model=strong, weak_train_limit=limit, show_progress=False)
+        prep = prepare(
+            task, weak_model=weak, strong_model=strong, weak_train_limit=limit, show_progress=False
+        )
         res = run_method(prep, "vanilla", seeds=args.seeds).to_json()
         res.update(weak_train_limit=limit, seconds=time.perf_counter() - start)
         results.append(res)
         significant = res["gap_ci"][0] > 0
-        table.add_row(task, f"{weak} -> {strong}", str(limit or "all"), str(res["n_test"]),
-                      fmt(res["weak_acc"], res["weak_acc_ci"]), fmt(res["ceiling_acc"], res["ceiling_acc_ci"]),
-                      fmt(res["transfer_acc"], res["transfer_acc_ci"]), "yes" if significant else "no",
-                      fmt(res["pgr"], res["pgr_ci"]))
+        table.add_row(
+            task,
+            f"{weak} -> {strong}",
+            str(limit or "all"),
+            str(res["n_test"]),
+            fmt(res["weak_acc"], res["weak_acc_ci"]),
+            fmt(res["ceiling_acc"], res["ceiling_acc_ci"]),
+            fmt(res["transfer_acc"], res["transfer_acc_ci"]),
+            "yes" if significant else "no",
+            fmt(res["pgr"], res["pgr_ci"]),
+        )
     console.print(table)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

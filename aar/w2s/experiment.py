@@ -50,8 +50,9 @@ class Prepared:
     extraction: ExtractionStats = field(default_factory=ExtractionStats)
     _ceiling: dict[str, np.ndarray] = field(default_factory=dict)
 
-    def context(self, split: str, seed: int, *, scratch_dir: Path | None = None,
-                with_true_labels: bool = False) -> IdeaContext:
+    def context(
+        self, split: str, seed: int, *, scratch_dir: Path | None = None, with_true_labels: bool = False
+    ) -> IdeaContext:
         train, test = self.splits["student_train"], self.splits[split]
         return IdeaContext(
             task=self.task.name,
@@ -130,8 +131,9 @@ def prepare(
     c_weak = cv_select_c(x_wt, y_wt, seed=task_obj.split_seed)
     teacher = fit_logistic(x_wt, y_wt, c_weak)
     weak_probs = {name: teacher.predict_proba(splits[name].weak_x) for name in SPLITS if name != "weak_train"}
-    protocol = select_protocol(splits["student_train"].strong_x, weak_probs["student_train"],
-                               seed=task_obj.split_seed)
+    protocol = select_protocol(
+        splits["student_train"].strong_x, weak_probs["student_train"], seed=task_obj.split_seed
+    )
     return Prepared(task_obj, weak_name, strong_name, splits, weak_probs, protocol, stats)
 
 
@@ -193,5 +195,14 @@ def run_method(
         preds.append(validate_predictions(fn(ctx), test.ids))
     student = np.stack(preds)
     stats = pgr_stats(test.labels, prep.weak_probs[split], prep.ceiling(split), student)
-    return ExperimentResult(prep.task.name, method, seeds, split, stats, student,
-                            time.perf_counter() - start, prep.weak_model, prep.strong_model)
+    return ExperimentResult(
+        prep.task.name,
+        method,
+        seeds,
+        split,
+        stats,
+        student,
+        time.perf_counter() - start,
+        prep.weak_model,
+        prep.strong_model,
+    )

@@ -124,8 +124,13 @@ def rich_progress(total: int, label: str):
 
     @contextmanager
     def bar():
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[rate]} texts/s"), TimeRemainingColumn()]
+        columns = [
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]} texts/s"),
+            TimeRemainingColumn(),
+        ]
         start = time.perf_counter()
         with Progress(*columns, transient=False) as progress:
             task = progress.add_task(label, total=total, rate="-")

@@ -33,8 +33,13 @@ def save_context(ctx: IdeaContext, path: Path) -> None:
         "strong_model": ctx.strong_model,
     }
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, train_x=ctx.train_x.astype(np.float32), test_x=ctx.test_x.astype(np.float32),
-             weak=np.asarray(ctx.weak, dtype=np.float64), meta=np.array(json.dumps(meta)))
+    np.savez(
+        tmp,
+        train_x=ctx.train_x.astype(np.float32),
+        test_x=ctx.test_x.astype(np.float32),
+        weak=np.asarray(ctx.weak, dtype=np.float64),
+        meta=np.array(json.dumps(meta)),
+    )
     tmp.replace(path)
 
 

@@ -53,7 +53,9 @@ class IdeaContext:
     def rng(self) -> np.random.Generator:
         return np.random.default_rng(self.seed)
 
-    def fit_head(self, x: np.ndarray, targets: np.ndarray, sample_weight: np.ndarray | None = None) -> LogisticHead:
+    def fit_head(
+        self, x: np.ndarray, targets: np.ndarray, sample_weight: np.ndarray | None = None
+    ) -> LogisticHead:
         """Train the student head with the fixed protocol (same regularisation for every method)."""
         return self.protocol.fit(x, targets, sample_weight)
 

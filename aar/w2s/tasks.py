@@ -192,11 +192,11 @@ def load_released_jsonl(path: Path, name: str | None = None) -> list[Row]:
                 raise TaskDataError(f"{where}: expected a JSON object")
             if {"prompt", "first", "second"} <= obj.keys():
                 if obj.get("label") not in ("A", "B"):
-                    raise TaskDataError(f"{where}: preference row needs label 'A' or 'B', got {obj.get('label')!r}")
+                    raise TaskDataError(
+                        f"{where}: preference row needs label 'A' or 'B', got {obj.get('label')!r}"
+                    )
                 text = f"{obj['prompt']}\n\nResponse A: {obj['first']}\n\nResponse B: {obj['second']}"
-                rows.append(
-                    Row(stable_id(name, lineno), text, int(obj["label"] == "A"), str(obj["prompt"]))
-                )
+                rows.append(Row(stable_id(name, lineno), text, int(obj["label"] == "A"), str(obj["prompt"])))
             elif {"question", "choice"} <= obj.keys():
                 label = obj.get("label")
                 if isinstance(label, str) and label.lower() in ("true", "false"):

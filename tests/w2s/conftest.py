@@ -25,5 +25,10 @@ def synthetic_feature_fn(vectors: dict[str, list[float]], text_to_id: dict[str, 
 def synthetic_prepared():
     task, vectors = synthetic_task(n=1200, dim=16, seed=0)
     text_to_id = {r.text: r.id for r in task.rows}
-    return prepare(task, weak_model="weak", strong_model="strong", show_progress=False,
-                   feature_fn=synthetic_feature_fn(vectors, text_to_id))
+    return prepare(
+        task,
+        weak_model="weak",
+        strong_model="strong",
+        show_progress=False,
+        feature_fn=synthetic_feature_fn(vectors, text_to_id),
+    )

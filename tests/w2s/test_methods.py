@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from aar.w2s.experiment import run_method
-from aar.w2s.idea_runner import load_context, main as idea_runner_main, save_context
+from aar.w2s.idea_runner import load_context, save_context
+from aar.w2s.idea_runner import main as idea_runner_main
 from aar.w2s.methods import IdeaError, builtin_methods, validate_predictions
 
 BASELINES = ["vanilla", "soft", "confident", "logconf", "bootstrap", "zeroshot_prior", "ceiling"]
@@ -41,16 +42,23 @@ def test_context_never_carries_labels_unless_asked(synthetic_prepared):
 def test_validate_predictions_errors():
     ids = ["a", "b"]
     assert validate_predictions({"a": 0.1, "b": 1}, ids).tolist() == [0.1, 1.0]
-    for bad, msg in [([0.1], "expected 2"), ([0.1, 1.5], r"\[0, 1\]"), ([0.1, float("nan")], "NaN"),
-                     ({"a": 0.1}, "miss 1 ids"), ({"a": 0.1, "b": 0.2, "c": 0.3}, "unknown ids"),
-                     (["x", "y"], "not numbers")]:
+    for bad, msg in [
+        ([0.1], "expected 2"),
+        ([0.1, 1.5], r"\[0, 1\]"),
+        ([0.1, float("nan")], "NaN"),
+        ({"a": 0.1}, "miss 1 ids"),
+        ({"a": 0.1, "b": 0.2, "c": 0.3}, "unknown ids"),
+        (["x", "y"], "not numbers"),
+    ]:
         with pytest.raises(IdeaError, match=msg):
             validate_predictions(bad, ids)
 
 
 def test_idea_file_round_trip_through_a_label_free_context(synthetic_prepared, tmp_path):
     idea = tmp_path / "my_idea.py"
-    idea.write_text("def run(ctx):\n    return ctx.fit_head(ctx.train_x, ctx.weak).predict_proba(ctx.test_x)\n")
+    idea.write_text(
+        "def run(ctx):\n    return ctx.fit_head(ctx.train_x, ctx.weak).predict_proba(ctx.test_x)\n"
+    )
     ctx = synthetic_prepared.context("dev", seed=1)
     ctx_file = tmp_path / "context.npz"
     save_context(ctx, ctx_file)

@@ -58,7 +58,9 @@ def test_seed_dimension_and_ci_width():
     assert r.n_seeds == 5 and r.transfer_seed_std > 0
     assert r.transfer_acc_ci[0] < r.transfer_acc < r.transfer_acc_ci[1]
     small = pgr_stats(labels[:60], weak[:60], ceiling[:60], students[:, :60])
-    assert (small.transfer_acc_ci[1] - small.transfer_acc_ci[0]) > (r.transfer_acc_ci[1] - r.transfer_acc_ci[0])
+    assert (small.transfer_acc_ci[1] - small.transfer_acc_ci[0]) > (
+        r.transfer_acc_ci[1] - r.transfer_acc_ci[0]
+    )
 
 
 def test_paired_comparison_detects_a_real_difference_and_not_a_fake_one():

@@ -79,12 +79,17 @@ def test_malformed_jsonl_names_file_and_row(tmp_path):
 
 def test_released_format_binary_and_preference(tmp_path):
     path = tmp_path / "math.jsonl"
-    path.write_text("\n".join(json.dumps(r) for r in [
-        {"question": "1+1?", "choice": "2", "label": True},
-        {"question": "1+1?", "choice": "3", "label": False},
-        {"prompt": "Say hi", "first": "hi", "second": "go away", "label": "A"},
-        {"prompt": "Say bye", "first": "no", "second": "bye", "label": "B"},
-    ]))
+    path.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"question": "1+1?", "choice": "2", "label": True},
+                {"question": "1+1?", "choice": "3", "label": False},
+                {"prompt": "Say hi", "first": "hi", "second": "go away", "label": "A"},
+                {"prompt": "Say bye", "first": "no", "second": "bye", "label": "B"},
+            ]
+        )
+    )
     rows = load_released_jsonl(path)
     assert [r.label for r in rows] == [1, 0, 1, 0]
     assert rows[0].group == rows[1].group  # same question, same group
