@@ -111,7 +111,26 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
-    console.print(f"wrote {out}")
+    out.with_suffix(".md").write_text(markdown(results))
+    console.print(f"wrote {out} and {out.with_suffix('.md')}")
+
+
+def markdown(results: list[dict]) -> str:
+    """The table as Markdown, for the README."""
+    lines = [
+        "| task | weak -> strong | teacher labels | n_test | weak acc | ceiling acc | vanilla acc "
+        "| gap > 0 | PGR |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['task']} | {r['weak_model']} -> {r['strong_model']} | {r['weak_train_limit'] or 'all'} | "
+            f"{r['n_test']} | {fmt(r['weak_acc'], r['weak_acc_ci'])} | "
+            f"{fmt(r['ceiling_acc'], r['ceiling_acc_ci'])} | "
+            f"{fmt(r['transfer_acc'], r['transfer_acc_ci'])} | {'yes' if r['gap_ci'][0] > 0 else 'no'} | "
+            f"{fmt(r['pgr'], r['pgr_ci'])} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

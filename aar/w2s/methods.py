@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from aar.w2s.student import HeadProtocol, LogisticHead, _sigmoid
+from aar.w2s.toolkit import confidence_mask, prior_matched_hard
 
 
 class IdeaError(ValueError):
@@ -151,16 +152,10 @@ def soft(ctx: IdeaContext) -> np.ndarray:
 @idea("confident")
 def confident(ctx: IdeaContext) -> np.ndarray:
     """Drop weak labels whose confidence lies in [0.25, 0.75]; train on the rest (hard)."""
-    keep = (ctx.weak < 0.25) | (ctx.weak > 0.75)
+    keep = confidence_mask(ctx.weak, 0.25, 0.75)
     if keep.sum() < 10 or len(np.unique(ctx.weak[keep] >= 0.5)) < 2:
         keep = np.ones(len(ctx.weak), dtype=bool)  # too few confident rows: fall back to vanilla
     return ctx.fit_head(ctx.train_x[keep], (ctx.weak[keep] >= 0.5).astype(float)).predict_proba(ctx.test_x)
-
-
-def _prior_matched_hard(p: np.ndarray, positive_rate: float) -> np.ndarray:
-    """Hard labels from the student's own scores, thresholded so the positive rate matches the prior."""
-    threshold = np.quantile(p, 1 - positive_rate) if 0 < positive_rate < 1 else 0.5
-    return (p >= threshold).astype(float)
 
 
 @idea("logconf")
@@ -176,7 +171,7 @@ def logconf(ctx: IdeaContext, alpha_max: float = 0.75, rounds: int = 4) -> np.nd
     head = ctx.fit_head(ctx.train_x, weak_hard)
     for r in range(1, rounds + 1):
         alpha = alpha_max * r / rounds
-        own = _prior_matched_hard(head.predict_proba(ctx.train_x), rate)
+        own = prior_matched_hard(head.predict_proba(ctx.train_x), rate)
         head = ctx.fit_head(ctx.train_x, (1 - alpha) * weak_hard + alpha * own)
     return head.predict_proba(ctx.test_x)
 
@@ -213,7 +208,9 @@ def zeroshot_prior(ctx: IdeaContext) -> np.ndarray:
     z_train = ((ctx.train_x - mean) / scale) @ v
     z_test = ((ctx.test_x - mean) / scale) @ v
     weak_hard = ctx.weak >= 0.5
-    if np.corrcoef(z_train, weak_hard.astype(float))[0, 1] < 0:
+    # orient by agreement with the weak soft labels (continuous, so defined even when every hard
+    # weak label is the same class)
+    if np.std(ctx.weak) > 0 and np.cov(z_train, ctx.weak)[0, 1] < 0:
         z_train, z_test = -z_train, -z_test
     rate = float(weak_hard.mean())
     threshold = np.quantile(z_train, 1 - rate) if 0 < rate < 1 else float(np.median(z_train))

@@ -212,7 +212,7 @@ def _register_builtin() -> None:
             f"reviews/{source}",
             bigbench_binary(path, "positive", "negative"),
             f"Is this sentence from a {source} review positive? (MultiEmo, English, positive vs negative)",
-            2000,
+            4000,
         )
     add(
         "fever",

@@ -78,3 +78,28 @@ def test_idea_file_round_trip_through_a_label_free_context(synthetic_prepared, t
     bad = tmp_path / "bad.py"
     bad.write_text("def run(ctx):\n    return [2.0] * len(ctx.test_ids)\n")
     assert idea_runner_main([str(ctx_file), str(bad), str(out)]) == 3
+
+
+def test_knn_smoothing_denoises_weak_labels_on_the_synthetic_task(synthetic_prepared):
+    from aar.w2s.toolkit import cosine_neighbours, knn_smooth
+
+    train = synthetic_prepared.splits["student_train"]
+    weak = synthetic_prepared.weak_probs["student_train"]
+    smoothed = knn_smooth(train.strong_x, weak, k=15)
+    acc = lambda p: float(((p >= 0.5) == train.labels).mean())  # noqa: E731
+    assert acc(smoothed) > acc(weak) + 0.03
+    nb = cosine_neighbours(train.strong_x, 5)
+    assert nb.shape == (len(weak), 5) and not (nb == np.arange(len(weak))[:, None]).any()
+
+
+def test_every_baseline_runs_on_every_default_task():
+    """Fast tier, 400-row subsets: every built-in method on the home task and each held-out task."""
+    from aar.w2s import defaults
+    from aar.w2s.experiment import prepare
+
+    for task in (defaults.HOME_TASK, *defaults.HELD_OUT_TASKS):
+        prep = prepare(task, "fast", max_rows=400, show_progress=False)
+        for method in BASELINES:
+            res = run_method(prep, method, seeds=1)
+            assert res.student_probs.shape == (1, len(prep.splits["final"].ids)), (task, method)
+            assert 0 <= res.stats.transfer_acc <= 1
