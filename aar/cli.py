@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from aar.agents.cli import app as agent_app
 from aar.referee.cli import app as referee_app
 
 app = typer.Typer(help="aar: a lab of Automated Alignment Researchers.", no_args_is_help=True,
@@ -17,6 +18,7 @@ app = typer.Typer(help="aar: a lab of Automated Alignment Researchers.", no_args
 w2s_app = typer.Typer(help="The weak-to-strong testbed.", no_args_is_help=True)
 app.add_typer(w2s_app, name="w2s")
 app.add_typer(referee_app, name="referee")
+app.add_typer(agent_app, name="agent")
 
 console = Console()
 err = Console(stderr=True)

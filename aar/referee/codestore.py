@@ -45,7 +45,7 @@ class PushedRef:
 
 class CodeStore:
     def __init__(self, path: Path, *, max_blob_bytes: int, max_commits: int):
-        self.path = Path(path)
+        self.path = Path(path).resolve()  # git runs with cwd and --git-dir both set to it
         self.max_blob_bytes = max_blob_bytes
         self.max_commits = max_commits
         self._lock = threading.Lock()

@@ -166,6 +166,7 @@ class TaskData:
             "description": self.description,
             "weak_model": self.weak_model,
             "strong_model": self.strong_model,
+            "protocol_c": self.protocol_c,  # the fixed student head's regularisation (ctx.fit_head)
             "sizes": {s: len(self.ids[s]) for s in PUBLIC_SPLITS},
             "files": {
                 "student_train.jsonl": "{id, text, weak}: weak = the weak teacher's P(label=1)",

@@ -50,6 +50,7 @@ class TaskCard(BaseModel):
     description: str
     weak_model: str
     strong_model: str
+    protocol_c: float
     sizes: dict[str, int]
     files: dict[str, str]
     idea_contract: str

@@ -16,7 +16,7 @@ MODEL_PAIRS: dict[str, tuple[str, str]] = {
 
 # The weak teacher learns from this many weak_train labels at most: a weaker teacher is a legitimate
 # knob that widens the gap (ANCHORS.md).
-WEAK_TRAIN_LIMIT: int | None = 100
+WEAK_TRAIN_LIMIT: int | None = 30
 
 
 def apply_default_roles() -> None:

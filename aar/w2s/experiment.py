@@ -94,7 +94,7 @@ def prepare(
     max_rows: int | None = None,
     weak_model: str | None = None,
     strong_model: str | None = None,
-    weak_train_limit: int | None = None,
+    weak_train_limit: int | None | str = "default",
     show_progress: bool = True,
     feature_fn=features,
 ) -> Prepared:
@@ -122,7 +122,8 @@ def prepare(
         )
         offset += n
 
-    limit = weak_train_limit if weak_train_limit is not None else defaults.WEAK_TRAIN_LIMIT
+    # "default": the testbed's teacher budget (defaults.WEAK_TRAIN_LIMIT); None: every weak_train label
+    limit = defaults.WEAK_TRAIN_LIMIT if weak_train_limit == "default" else weak_train_limit
     wt = splits["weak_train"]
     x_wt, y_wt = wt.weak_x, wt.labels.astype(float)
     if limit is not None and limit < len(y_wt):

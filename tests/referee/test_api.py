@@ -135,6 +135,7 @@ def test_no_label_information_leaves_through_public_files_or_endpoints(env, data
             "description",
             "weak_model",
             "strong_model",
+            "protocol_c",  # chosen by CV on weak labels only: carries no label information
             "sizes",
             "files",
             "idea_contract",

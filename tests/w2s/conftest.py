@@ -29,6 +29,7 @@ def synthetic_prepared():
         task,
         weak_model="weak",
         strong_model="strong",
+        weak_train_limit=None,  # the synthetic teacher uses every weak_train label
         show_progress=False,
         feature_fn=synthetic_feature_fn(vectors, text_to_id),
     )

@@ -1,0 +1,607 @@
+"""The researcher's tools, defined once (name, description, JSON schema, handler) and exposed three
+ways: as LLM tools (``specs()``), as an MCP server (``aar.agents.mcp_server``) and as the ``aar``
+client CLI inside the sandbox (``aar.agents.client``).
+
+A handler gets validated arguments and returns text for the model. Anything that goes wrong (bad
+arguments, a failing command, a 4xx from the referee, an unreachable referee) becomes an error
+*result* the model reads; ``Toolbox.call`` never raises, so one bad call cannot end a research run.
+Commands and file access run through a ``Runner`` (the agent's sandbox), never with the host's eyes.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema
+
+from aar.agents.referee import RefereeClient, RefereeError, RefereeUnavailable
+from aar.agents.runner import PYTHON, Runner
+
+log = logging.getLogger("aar.agents")
+MAX_RESULT_CHARS = 20_000
+
+
+class ToolError(Exception):
+    """A handler's way to say 'this call failed, tell the model why'."""
+
+
+@dataclass
+class ToolResult:
+    content: str
+    is_error: bool = False
+    data: Any = None  # structured payload for callers that want it (never sent to the model as-is)
+
+
+@dataclass
+class ToolContext:
+    runner: Runner
+    referee: RefereeClient | None
+    shell_timeout: float = 300.0
+    max_chars: int = MAX_RESULT_CHARS
+    official_runs_left: Callable[[], int | None] = lambda: None
+    time_left: Callable[[], float | None] = lambda: None  # seconds of wall-clock budget; caps waits
+    on_official_run: Callable[[dict], None] = lambda run: None
+    _me: str | None = None
+    _home_task: str | None = None
+
+    def ref(self) -> RefereeClient:
+        if self.referee is None:
+            raise ToolError("no referee is configured for this researcher")
+        return self.referee
+
+    def me(self) -> str:
+        if self._me is None:
+            self._me = self.ref().me()["name"]
+        return self._me
+
+    def home_task(self) -> str:
+        if self._home_task is None:
+            tasks = self.ref().tasks()
+            self._home_task = next((t["name"] for t in tasks if t["role"] == "home"), tasks[0]["name"])
+        return self._home_task
+
+
+@dataclass
+class Tool:
+    name: str
+    description: str
+    schema: dict
+    handler: Callable[[ToolContext, dict], Any]
+
+    def spec(self) -> dict:
+        return {"name": self.name, "description": self.description, "input_schema": self.schema}
+
+
+def _obj(props: dict, required: list[str] | None = None) -> dict:
+    return {"type": "object", "properties": props, "required": required or [], "additionalProperties": False}
+
+
+def _truncate(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    head, tail = text[: limit * 3 // 4], text[-limit // 4 :]
+    return (
+        f"{head}\n[... output truncated: {len(text) - len(head) - len(tail)} characters omitted; "
+        f"redirect long output to a file and read it in parts ...]\n{tail}"
+    )
+
+
+def _fmt(data: Any) -> str:
+    return data if isinstance(data, str) else json.dumps(data, indent=1, default=str)
+
+
+# -- handlers ----------------------------------------------------------------------------------------
+
+
+def _shell(ctx: ToolContext, a: dict) -> str:
+    timeout = float(a.get("timeout") or ctx.shell_timeout)
+    r = ctx.runner(["/bin/bash", "-c", a["command"]], timeout=timeout, max_output=2_000_000)
+    parts = [
+        f"exit code {r.returncode}"
+        + (f" (killed after {timeout:.0f} s timeout, with its whole process group)" if r.timed_out else "")
+    ]
+    if r.violations and not r.timed_out:
+        parts.append(f"sandbox: {', '.join(r.violations)}")
+    if r.stdout:
+        parts.append("--- stdout ---\n" + r.stdout.rstrip("\n"))
+    if r.stderr:
+        parts.append("--- stderr ---\n" + r.stderr.rstrip("\n"))
+    text = _truncate("\n".join(parts), ctx.max_chars)
+    if r.returncode != 0 or r.timed_out:
+        raise ToolError(text)
+    return text
+
+
+def _fileop(ctx: ToolContext, req: dict, timeout: float = 60) -> dict:
+    r = ctx.runner(
+        [PYTHON, "-m", "aar.agents.fileops"], timeout=timeout, input=json.dumps(req), max_output=8_000_000
+    )
+    try:
+        out = json.loads(r.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise ToolError(f"file operation failed (exit {r.returncode}): {r.stderr.strip()[-1000:]}") from None
+    if "error" in out:
+        raise ToolError(out["error"])
+    return out
+
+
+def _read_file(ctx: ToolContext, a: dict) -> str:
+    out = _fileop(ctx, {"op": "read", **a})
+    note = f"[{a['path']}: {out['lines']} lines, {out['bytes']} bytes]\n"
+    return _truncate(note + out["content"], ctx.max_chars)
+
+
+def _write_file(ctx: ToolContext, a: dict) -> str:
+    out = _fileop(ctx, {"op": "write", **a})
+    return f"wrote {out['written']} bytes to {a['path']}"
+
+
+def _edit_file(ctx: ToolContext, a: dict) -> str:
+    out = _fileop(ctx, {"op": "edit", **a})
+    return f"edited {a['path']}: {out['replacements']} replacement(s)"
+
+
+def _forum_post(ctx: ToolContext, a: dict) -> dict:
+    post = ctx.ref().post(a["title"], a["body"], a["kind"], a.get("tags", []), a.get("cites", []))
+    return {
+        "post_id": post["id"],
+        "title": post["title"],
+        "kind": post["kind"],
+        "cites": [c["run_id"] for c in post["cites"]],
+    }
+
+
+def _post_brief(p: dict) -> dict:
+    cited = {}
+    for c in p.get("cites", []):
+        home = next((r for r in c["results"].values() if r.get("role") == "home"), {})
+        cited[c["run_id"]] = {
+            "verified": c.get("verified"),
+            "home_pgr": _round(home.get("pgr")),
+            "home_transfer_acc": _round(home.get("transfer_acc")),
+            "pgr": {t: _round(r.get("pgr")) for t, r in c["results"].items()},
+        }
+    return {
+        "id": p["id"],
+        "author": p["author"],
+        "kind": p["kind"],
+        "title": p["title"],
+        "tags": p["tags"],
+        "score": p["score"],
+        "created_at": p["created_at"],
+        "body": p["body"][:400],
+        "cited_runs": cited,
+    }
+
+
+def _forum_search(ctx: ToolContext, a: dict) -> dict:
+    page = ctx.ref().search_posts(a.get("query"), a.get("kind"), a.get("author"), int(a.get("limit", 10)))
+    return {"total": page["total"], "posts": [_post_brief(p) for p in page["items"]]}
+
+
+def _forum_read(ctx: ToolContext, a: dict) -> dict:
+    post = ctx.ref().get_post(a["post_id"])
+    post["comments_list"] = ctx.ref().comments(a["post_id"])
+    return post
+
+
+def _code_push(ctx: ToolContext, a: dict) -> dict:
+    script = (
+        "set -e; git add -A; "
+        "if ! git diff --cached --quiet 2>/dev/null || ! git rev-parse -q --verify HEAD >/dev/null; then "
+        "git commit -q --allow-empty -F -; fi; git rev-parse HEAD; "
+        "git bundle create -q - --branches | base64 -w0"
+    )
+    r = ctx.runner(
+        ["/bin/bash", "-c", script],
+        timeout=300,
+        input=a.get("message") or "work in progress",
+        max_output=80_000_000,
+    )
+    lines = r.stdout.strip().splitlines()
+    if r.returncode != 0 or len(lines) < 2:
+        raise ToolError(f"commit/bundle failed (exit {r.returncode}): {r.stderr.strip()[-1500:]}")
+    commit, bundle = lines[0].strip(), base64.b64decode(lines[-1])
+    pushed = ctx.ref().push_bundle(bundle)
+    return {
+        "commit": commit,
+        "refs": pushed,
+        "hint": "submit_run with this commit and the idea's path for an official score",
+    }
+
+
+def _code_fetch(ctx: ToolContext, a: dict) -> str:
+    data = ctx.ref().code_tarball(a["commit"])
+    dest = a.get("dest") or f"others/{a['commit'][:12]}"
+    out = _fileop(ctx, {"op": "untar", "dest": dest, "data": base64.b64encode(data).decode()}, timeout=120)
+    return f"checked out commit {a['commit']} into {out['dest']} ({out['files']} files)"
+
+
+def _predictions_from_idea(ctx: ToolContext, idea: str, task: str, seed: int) -> dict:
+    r = ctx.runner(
+        [PYTHON, "-m", "aar.agents.devkit", "predict", idea, "--task", task, "--seed", str(seed)],
+        timeout=max(ctx.shell_timeout, 600),
+        max_output=64_000_000,
+    )
+    if r.returncode != 0 or r.timed_out:
+        raise ToolError(
+            _truncate(
+                f"running {idea} on dev failed (exit {r.returncode}"
+                f"{', timed out' if r.timed_out else ''}):\n{r.stderr.strip()}",
+                4000,
+            )
+        )
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def _dev_evaluate(ctx: ToolContext, a: dict) -> dict:
+    task = a.get("task") or ctx.home_task()
+    if bool(a.get("idea_path")) == bool(a.get("predictions_path")):
+        raise ToolError(
+            "give exactly one of idea_path (run the idea on dev here) or predictions_path "
+            "(a JSON file {id: probability} for every dev id)"
+        )
+    summary = None
+    if a.get("idea_path"):
+        out = _predictions_from_idea(ctx, a["idea_path"], task, int(a.get("seed", 0)))
+        preds, summary = out["predictions"], out["summary"]
+    else:
+        raw = _fileop(ctx, {"op": "read", "path": a["predictions_path"]})["content"]
+        try:
+            preds = {str(k): float(v) for k, v in json.loads(raw).items()}
+        except (ValueError, AttributeError) as exc:
+            raise ToolError(
+                f"{a['predictions_path']} is not a JSON object id -> probability ({exc})"
+            ) from None
+    ans = ctx.ref().dev_evaluate(task, preds)
+    return {
+        **ans,
+        "local_summary": summary,
+        "note": "dev scores are released only when significantly better than your best; "
+        "otherwise your previous score is repeated",
+    }
+
+
+def _round(v: Any) -> Any:
+    if isinstance(v, float):
+        return round(v, 4)
+    if isinstance(v, list):
+        return [_round(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _round(x) for k, x in v.items()}
+    return v
+
+
+_RESULT_KEYS = (
+    "pgr",
+    "pgr_ci",
+    "transfer_acc",
+    "transfer_acc_ci",
+    "weak_acc",
+    "ceiling_acc",
+    "defined",
+    "transfer_seed_std",
+    "role",
+)
+
+
+def run_brief(run: dict) -> dict:
+    results = {
+        t: _round({k: r.get(k) for k in _RESULT_KEYS if k in r})
+        for t, r in (run.get("results") or {}).items()
+    }
+    return {
+        "run_id": run["id"],
+        "author": run["author"],
+        "commit": run["commit"][:12],
+        "idea_path": run["idea_path"],
+        "task": run["task"],
+        "status": run["status"],
+        "error": (run.get("error") or "")[-1500:] or None,
+        "review_state": run["review_state"],
+        "results": results,
+    }
+
+
+def _submit_run(ctx: ToolContext, a: dict) -> dict:
+    task = a.get("task") or ctx.home_task()
+    commit = a["commit"].lower()
+    for run in ctx.ref().runs(agent=ctx.me(), limit=200):  # idempotent: a resumed researcher may retry
+        if (
+            run["commit"].startswith(commit)
+            and run["idea_path"] == a["idea_path"]
+            and run["task"] == task
+            and run["status"] not in ("failed", "cancelled")
+        ):
+            return {**run_brief(run), "note": "already submitted (not resubmitted); poll run_status"}
+    left = ctx.official_runs_left()
+    if left is not None and left <= 0:
+        raise ToolError("your official-run budget is spent")
+    run = ctx.ref().submit_run(commit, a["idea_path"], task)
+    ctx.on_official_run(run)
+    return {
+        **run_brief(run),
+        "note": "queued: the referee re-runs it on final and held-out tasks; poll run_status",
+    }
+
+
+def _run_status(ctx: ToolContext, a: dict) -> Any:
+    if a.get("run_id"):
+        run = ctx.ref().run(a["run_id"])
+        wait = float(a.get("wait_seconds") or 0)
+        left = ctx.time_left()
+        if left is not None:
+            wait = min(wait, max(0.0, left))  # never wait past the researcher's wall-clock budget
+        deadline = time.monotonic() + min(wait, 900)
+        while run["status"] in ("queued", "running") and time.monotonic() < deadline:
+            time.sleep(min(5.0, max(0.5, deadline - time.monotonic())))
+            run = ctx.ref().run(a["run_id"])
+        return run_brief(run)
+    return [run_brief(r) for r in ctx.ref().runs(agent=ctx.me(), limit=int(a.get("limit", 10)))]
+
+
+def leaderboard_rows(rows: list[dict], limit: int) -> list[dict]:
+    out = []
+    for row in rows[:limit]:
+        home = row.get("home") or {}
+        out.append(
+            {
+                "run_id": row["run_id"],
+                "author": row["author"],
+                "idea_path": row["idea_path"],
+                "commit": row["commit"][:12],
+                "baseline": row["baseline"],
+                "review": row["review_state"],
+                "home_pgr": _round(home.get("pgr")),
+                "home_pgr_ci": _round(home.get("pgr_ci")),
+                "held_out_pgr": {t: _round(r.get("pgr")) for t, r in row.get("held_out", {}).items()},
+            }
+        )
+    return out
+
+
+def _leaderboard(ctx: ToolContext, a: dict) -> list[dict]:
+    return leaderboard_rows(ctx.ref().leaderboard(), int(a.get("limit", 20)))
+
+
+def _notebook(ctx: ToolContext, a: dict) -> str:
+    """The notebook lives in the agent's scratch dir and is touched only through the sandbox, so the
+    host and the in-sandbox client see the same file and neither follows a planted symlink as root."""
+    path = str(ctx.runner.scratch / "notebook.md")
+    if a["action"] == "append":
+        if not a.get("text"):
+            raise ToolError("append needs text")
+        entry = f"\n## {time.strftime('%Y-%m-%d %H:%M:%S')}\n{a['text'].rstrip()}\n"
+        _fileop(ctx, {"op": "write", "path": path, "content": entry, "append": True})
+        return "appended to the notebook"
+    try:
+        text = _fileop(ctx, {"op": "read", "path": path})["content"]
+    except ToolError:
+        text = ""
+    limit = int(a.get("max_chars", 8000))
+    return (text[-limit:] if len(text) > limit else text) or "(the notebook is empty)"
+
+
+# -- the table ---------------------------------------------------------------------------------------
+
+_KIND = {"type": "string", "enum": ["result", "hypothesis", "insight", "failure"]}
+TOOLS: list[Tool] = [
+    Tool(
+        "shell",
+        "Run a bash command in your workspace (sandboxed: no network, your files only). "
+        "Output is truncated; redirect long output to a file.",
+        _obj(
+            {
+                "command": {"type": "string", "minLength": 1},
+                "timeout": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "maximum": 7200,
+                    "description": "seconds (default 300); the whole process group is killed after",
+                },
+            },
+            ["command"],
+        ),
+        _shell,
+    ),
+    Tool(
+        "read_file",
+        "Read a text file (path relative to your workspace), optionally a range of lines.",
+        _obj(
+            {
+                "path": {"type": "string", "minLength": 1},
+                "offset": {"type": "integer", "minimum": 0},
+                "limit": {"type": "integer", "minimum": 1},
+            },
+            ["path"],
+        ),
+        _read_file,
+    ),
+    Tool(
+        "write_file",
+        "Create or overwrite (or append to) a text file in your workspace.",
+        _obj(
+            {
+                "path": {"type": "string", "minLength": 1},
+                "content": {"type": "string"},
+                "append": {"type": "boolean"},
+            },
+            ["path", "content"],
+        ),
+        _write_file,
+    ),
+    Tool(
+        "edit_file",
+        "Replace an exact, unique snippet of a file by new text.",
+        _obj(
+            {
+                "path": {"type": "string", "minLength": 1},
+                "old": {"type": "string", "minLength": 1},
+                "new": {"type": "string"},
+                "replace_all": {"type": "boolean"},
+            },
+            ["path", "old", "new"],
+        ),
+        _edit_file,
+    ),
+    Tool(
+        "forum_post",
+        "Share a result, hypothesis, insight or failure with the other researchers. Cite "
+        "official run ids: only cited runs show verified numbers.",
+        _obj(
+            {
+                "title": {"type": "string", "minLength": 1, "maxLength": 300},
+                "body": {"type": "string"},
+                "kind": _KIND,
+                "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 20},
+                "cites": {"type": "array", "items": {"type": "integer", "minimum": 1}, "maxItems": 50},
+            },
+            ["title", "body", "kind"],
+        ),
+        _forum_post,
+    ),
+    Tool(
+        "forum_search",
+        "Search the forum (full text), newest first.",
+        _obj(
+            {
+                "query": {"type": "string"},
+                "kind": _KIND,
+                "author": {"type": "string"},
+                "limit": {"type": "integer", "minimum": 1, "maximum": 100},
+            }
+        ),
+        _forum_search,
+    ),
+    Tool(
+        "forum_read",
+        "Read one forum post in full, with its comments and cited runs.",
+        _obj({"post_id": {"type": "integer", "minimum": 1}}, ["post_id"]),
+        _forum_read,
+    ),
+    Tool(
+        "code_push",
+        "Commit everything in your workspace and push it to the referee's code store. "
+        "Returns the commit sha to cite in submit_run.",
+        _obj({"message": {"type": "string"}}),
+        _code_push,
+    ),
+    Tool(
+        "code_fetch",
+        "Check out any pushed commit (yours or another researcher's) into a folder of your "
+        "workspace (default others/<sha>).",
+        _obj(
+            {"commit": {"type": "string", "pattern": "^[0-9a-fA-F]{7,40}$"}, "dest": {"type": "string"}},
+            ["commit"],
+        ),
+        _code_fetch,
+    ),
+    Tool(
+        "dev_evaluate",
+        "Score an idea on the dev split (cheap, leak-resistant, budgeted): give idea_path "
+        "to run your idea file on the dev inputs, or predictions_path to a JSON {id: probability}.",
+        _obj(
+            {
+                "task": {"type": "string"},
+                "idea_path": {"type": "string"},
+                "predictions_path": {"type": "string"},
+                "seed": {"type": "integer", "minimum": 0},
+            }
+        ),
+        _dev_evaluate,
+    ),
+    Tool(
+        "submit_run",
+        "Ask the referee for an official run of a pushed idea: it re-runs run(ctx) itself on "
+        "the private final split and on held-out tasks, over several seeds. Budgeted; idempotent.",
+        _obj(
+            {
+                "commit": {"type": "string", "pattern": "^[0-9a-fA-F]{7,40}$"},
+                "idea_path": {"type": "string", "pattern": r"^[^/].*\.py$"},
+                "task": {"type": "string"},
+            },
+            ["commit", "idea_path"],
+        ),
+        _submit_run,
+    ),
+    Tool(
+        "run_status",
+        "Status and results of an official run (optionally wait for it), or your recent runs.",
+        _obj(
+            {
+                "run_id": {"type": "integer", "minimum": 1},
+                "wait_seconds": {"type": "number", "minimum": 0, "maximum": 900},
+                "limit": {"type": "integer", "minimum": 1, "maximum": 100},
+            }
+        ),
+        _run_status,
+    ),
+    Tool(
+        "leaderboard",
+        "Official results (PGR with 95% CI on the home task, PGR on held-out tasks), best first.",
+        _obj({"limit": {"type": "integer", "minimum": 1, "maximum": 200}}),
+        _leaderboard,
+    ),
+    Tool(
+        "notebook",
+        "Your persistent research log: append what you tried, learned and plan; read it back "
+        "(it survives restarts and context compaction).",
+        _obj(
+            {
+                "action": {"type": "string", "enum": ["append", "read"]},
+                "text": {"type": "string"},
+                "max_chars": {"type": "integer", "minimum": 100},
+            },
+            ["action"],
+        ),
+        _notebook,
+    ),
+]
+
+
+@dataclass
+class Toolbox:
+    ctx: ToolContext
+    tools: dict[str, Tool] = field(default_factory=lambda: {t.name: t for t in TOOLS})
+
+    def specs(self) -> list[dict]:
+        return [t.spec() for t in self.tools.values()]
+
+    def call(self, name: str, args: Any) -> ToolResult:
+        """Run one tool call; every failure is an error result, never an exception."""
+        tool = self.tools.get(name)
+        if tool is None:
+            return ToolResult(f"unknown tool {name!r}; tools: {', '.join(self.tools)}", True)
+        if isinstance(args, str):
+            try:
+                args = json.loads(args or "{}")
+            except ValueError as exc:
+                return ToolResult(f"arguments are not valid JSON: {exc}", True)
+        try:
+            jsonschema.validate(args, tool.schema)
+        except jsonschema.ValidationError as exc:
+            where = "/".join(str(p) for p in exc.absolute_path) or "arguments"
+            return ToolResult(f"bad arguments for {name} ({where}): {exc.message}", True)
+        try:
+            data = tool.handler(self.ctx, args)
+        except ToolError as exc:
+            return ToolResult(_truncate(str(exc), self.ctx.max_chars), True)
+        except RefereeError as exc:
+            return ToolResult(f"the referee refused ({exc.status}): {exc.detail}", True)
+        except RefereeUnavailable as exc:
+            return ToolResult(f"{exc}; try again later", True)
+        except Exception as exc:  # noqa: BLE001 (a tool bug must not end the research run)
+            log.exception("tool %s crashed", name)
+            return ToolResult(f"tool {name} failed: {type(exc).__name__}: {exc}", True)
+        return ToolResult(_truncate(_fmt(data), self.ctx.max_chars), False, data)
+
+
+def shell_quote(cmd: list[str]) -> str:
+    return " ".join(shlex.quote(c) for c in cmd)
