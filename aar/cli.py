@@ -87,7 +87,8 @@ def run_cmd(
     task: str = typer.Option(None, help="Task name (default: the home task)."),
     method: str = typer.Option("vanilla", help="A built-in method name or a path to an idea file."),
     seeds: int = typer.Option(3, min=1, max=100, help="Number of seeds."),
-    fast: bool = typer.Option(False, "--fast", help="Use the fast model tier."),
+    fast: bool = typer.Option(False, "--fast", help="Use the fast model tier (same as --tier fast)."),
+    tier: str = typer.Option("default", help="Model pair: default, fast or published (SmolLM2 -> gemma-3)."),
     split: str = typer.Option("final", help="Score on 'final' (default) or 'dev'."),
     max_rows: int = typer.Option(None, help="Use a deterministic subset of this many rows."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
@@ -105,7 +106,7 @@ def run_cmd(
     if split not in ("dev", "final"):
         _fail(f"--split must be 'dev' or 'final', got {split!r}")
     try:
-        prep = prepare(task, "fast" if fast else "default", max_rows=max_rows, show_progress=not as_json)
+        prep = prepare(task, "fast" if fast else tier, max_rows=max_rows, show_progress=not as_json)
         result = run_method(prep, method, seeds, split=split)
     except (KeyError, IdeaError, TaskDataError) as exc:
         _fail(str(exc).strip("'\""))

@@ -13,7 +13,10 @@ on their own true labels (they are references, not methods under test).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy.optimize import minimize
@@ -103,8 +106,61 @@ def _cross_entropy(p: np.ndarray, t: np.ndarray) -> float:
 def cv_select_c(
     x: np.ndarray, targets: np.ndarray, seed: int = 0, folds: int = 3, grid: tuple[float, ...] = C_GRID
 ) -> float:
-    """C with the lowest k-fold cross-entropy against ``targets`` (warm-started along the grid)."""
+    """C with the lowest k-fold cross-entropy against ``targets`` (warm-started along the grid).
+
+    The choice is a pure function of its inputs and costs 15 fits, so it is memoised on disk by a
+    hash of them (like the feature cache): a re-run on cached features then takes seconds.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
     targets = np.asarray(targets, dtype=np.float64)
+    key = _cv_key(x, targets, seed, folds, grid)
+    cached = _cv_memo_get(key)
+    if cached is not None:
+        return cached
+    c = _cv_select_c(x, targets, seed, folds, grid)
+    _cv_memo_put(key, c)
+    return c
+
+
+def _cv_key(x: np.ndarray, targets: np.ndarray, seed: int, folds: int, grid: tuple[float, ...]) -> str:
+    digest = hashlib.sha256(f"cv-v1|{x.shape}|{seed}|{folds}|{grid}".encode())
+    digest.update(x.tobytes())
+    digest.update(np.ascontiguousarray(targets).tobytes())
+    return digest.hexdigest()[:32]
+
+
+def _cv_memo_path(key: str) -> Path | None:
+    try:
+        from aar.w2s.paths import cache_root
+
+        folder = cache_root() / "cv"
+        folder.mkdir(exist_ok=True, mode=0o700)
+        return folder / f"{key}.json"
+    except OSError:  # read-only or foreign home (e.g. inside a sandbox): just don't memoise
+        return None
+
+
+def _cv_memo_get(key: str) -> float | None:
+    path = _cv_memo_path(key)
+    try:
+        return float(json.loads(path.read_text())["c"]) if path is not None and path.exists() else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # a damaged memo is recomputed, never trusted
+
+
+def _cv_memo_put(key: str, c: float) -> None:
+    path = _cv_memo_path(key)
+    if path is None:
+        return
+    try:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"c": c}))
+        tmp.replace(path)
+    except OSError:
+        pass
+
+
+def _cv_select_c(x: np.ndarray, targets: np.ndarray, seed: int, folds: int, grid: tuple[float, ...]) -> float:
     n = len(targets)
     folds = max(2, min(folds, n // 4)) if n >= 8 else 2
     order = np.random.default_rng(seed).permutation(n)
