@@ -17,22 +17,22 @@ def cache_root() -> Path:
     return root
 
 
-def data_dir() -> Path:
-    """Raw task sources extracted from PyPI packages (labels included: private)."""
-    path = cache_root() / "data"
+def _private_subdir(name: str) -> Path:
+    path = cache_root() / name
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path
+
+
+def data_dir() -> Path:
+    """Raw task sources extracted from PyPI packages (labels included: private)."""
+    return _private_subdir("data")
 
 
 def features_dir() -> Path:
     """Content-addressed feature cache (no labels)."""
-    path = cache_root() / "features"
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return path
+    return _private_subdir("features")
 
 
 def models_dir() -> Path:
     """Model files assembled or converted from PyPI packages (e.g. the gemma GGUF)."""
-    path = cache_root() / "models"
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return path
+    return _private_subdir("models")

@@ -38,6 +38,16 @@ def correctness(pred: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return ((np.asarray(pred) >= 0.5).astype(int) == np.asarray(labels)[None, :]).astype(np.float64)
 
 
+def _correctness_matrices(labels: np.ndarray, *preds: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Labels as ints and one (seeds x items) correctness matrix per prediction set, all with the same
+    number of seeds (a single-row prediction, e.g. the fixed weak teacher, is repeated)."""
+    labels = np.asarray(labels).astype(int)
+    if len(labels) == 0:
+        raise ValueError("no test items")
+    seeds = max(np.asarray(p).shape[0] if np.asarray(p).ndim == 2 else 1 for p in preds)
+    return labels, [correctness(_as_seed_matrix(p, len(labels), seeds), labels) for p in preds]
+
+
 def _bootstrap_means(correct: list[np.ndarray], n_boot: int, rng: np.random.Generator) -> list[np.ndarray]:
     """Hierarchical paired bootstrap of mean accuracy for several (seeds x items) matrices."""
     n_seeds, n_items = correct[0].shape
@@ -93,12 +103,8 @@ def pgr_stats(
     seed: int = 0,
 ) -> PGRResult:
     """PGR with paired bootstrap CIs. Predictions are (seeds x items) or (items,) probabilities."""
-    labels = np.asarray(labels).astype(int)
-    n_items = len(labels)
-    if n_items == 0:
-        raise ValueError("no test items")
-    s = max(np.asarray(p).shape[0] if np.asarray(p).ndim == 2 else 1 for p in (weak, ceiling, student))
-    mats = [correctness(_as_seed_matrix(p, n_items, s), labels) for p in (weak, ceiling, student)]
+    labels, mats = _correctness_matrices(labels, weak, ceiling, student)
+    n_items, s = len(labels), mats[0].shape[0]
     w, c, t = (float(m.mean()) for m in mats)
     bw, bc, bt = _bootstrap_means(mats, n_boot, np.random.default_rng(seed))
     gap_samples = bc - bw
@@ -146,15 +152,7 @@ def compare_methods(
     n_boot: int = N_BOOT,
     seed: int = 0,
 ) -> Comparison:
-    labels = np.asarray(labels).astype(int)
-    n_items = len(labels)
-    s = max(
-        np.asarray(p).shape[0] if np.asarray(p).ndim == 2 else 1
-        for p in (weak, ceiling, student_a, student_b)
-    )
-    mats = [
-        correctness(_as_seed_matrix(p, n_items, s), labels) for p in (weak, ceiling, student_a, student_b)
-    ]
+    labels, mats = _correctness_matrices(labels, weak, ceiling, student_a, student_b)
     bw, bc, ba, bb = _bootstrap_means(mats, n_boot, np.random.default_rng(seed))
     diff = float(mats[2].mean() - mats[3].mean())
     d_samples = ba - bb

@@ -119,14 +119,12 @@ def subsample_groups(rows: Sequence[Row], max_rows: int | None, seed: int = 0) -
 # JSONL I/O with errors that name the file and the row
 
 
-def read_rows_jsonl(path: Path) -> list[Row]:
-    """Read ``{id, text, label, group}`` rows; a malformed row raises TaskDataError naming it."""
-    rows: list[Row] = []
-    seen: set[str] = set()
+def _json_objects(path: Path, kind: str = "task file"):
+    """Yield ``(where, object)`` for each non-blank JSONL line; malformed lines raise naming the row."""
     try:
         handle = path.open(encoding="utf-8")
     except OSError as exc:
-        raise TaskDataError(f"{path}: cannot read task file ({exc.strerror})") from exc
+        raise TaskDataError(f"{path}: cannot read {kind} ({exc.strerror})") from exc
     with handle:
         for lineno, line in enumerate(handle, start=1):
             if not line.strip():
@@ -138,22 +136,30 @@ def read_rows_jsonl(path: Path) -> list[Row]:
                 raise TaskDataError(f"{where}: not valid JSON ({exc.msg})") from exc
             if not isinstance(obj, dict):
                 raise TaskDataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-            missing = [k for k in ("id", "text", "label") if k not in obj]
-            if missing:
-                raise TaskDataError(f"{where}: missing field(s) {', '.join(missing)}")
-            if not isinstance(obj["text"], str) or not obj["text"].strip():
-                raise TaskDataError(f"{where}: field 'text' must be a non-empty string")
-            label = obj["label"]
-            if isinstance(label, bool):
-                label = int(label)
-            if label not in (0, 1):
-                raise TaskDataError(f"{where}: field 'label' must be 0 or 1, got {obj['label']!r}")
-            row_id = str(obj["id"])
-            if row_id in seen:
-                raise TaskDataError(f"{where}: duplicate id {row_id!r}")
-            seen.add(row_id)
-            group = str(obj.get("group") or obj["text"].strip().lower())
-            rows.append(Row(id=row_id, text=obj["text"], label=label, group=group))
+            yield lineno, where, obj
+
+
+def read_rows_jsonl(path: Path) -> list[Row]:
+    """Read ``{id, text, label, group}`` rows; a malformed row raises TaskDataError naming it."""
+    rows: list[Row] = []
+    seen: set[str] = set()
+    for _, where, obj in _json_objects(path):
+        missing = [k for k in ("id", "text", "label") if k not in obj]
+        if missing:
+            raise TaskDataError(f"{where}: missing field(s) {', '.join(missing)}")
+        if not isinstance(obj["text"], str) or not obj["text"].strip():
+            raise TaskDataError(f"{where}: field 'text' must be a non-empty string")
+        label = obj["label"]
+        if isinstance(label, bool):
+            label = int(label)
+        if label not in (0, 1):
+            raise TaskDataError(f"{where}: field 'label' must be 0 or 1, got {obj['label']!r}")
+        row_id = str(obj["id"])
+        if row_id in seen:
+            raise TaskDataError(f"{where}: duplicate id {row_id!r}")
+        seen.add(row_id)
+        group = str(obj.get("group") or obj["text"].strip().lower())
+        rows.append(Row(id=row_id, text=obj["text"], label=label, group=group))
     if not rows:
         raise TaskDataError(f"{path}: no rows")
     return rows
@@ -179,37 +185,27 @@ def load_released_jsonl(path: Path, name: str | None = None) -> list[Row]:
     """
     rows: list[Row] = []
     name = name or path.stem
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}, row {lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise TaskDataError(f"{where}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(obj, dict):
-                raise TaskDataError(f"{where}: expected a JSON object")
-            if {"prompt", "first", "second"} <= obj.keys():
-                if obj.get("label") not in ("A", "B"):
-                    raise TaskDataError(
-                        f"{where}: preference row needs label 'A' or 'B', got {obj.get('label')!r}"
-                    )
-                text = f"{obj['prompt']}\n\nResponse A: {obj['first']}\n\nResponse B: {obj['second']}"
-                rows.append(Row(stable_id(name, lineno), text, int(obj["label"] == "A"), str(obj["prompt"])))
-            elif {"question", "choice"} <= obj.keys():
-                label = obj.get("label")
-                if isinstance(label, str) and label.lower() in ("true", "false"):
-                    label = label.lower() == "true"
-                if label not in (0, 1, True, False):
-                    raise TaskDataError(f"{where}: binary row needs a boolean label, got {label!r}")
-                text = f"{obj['question']}\n\nAnswer: {obj['choice']}"
-                rows.append(Row(stable_id(name, lineno), text, int(label), str(obj["question"])))
-            else:
+    for lineno, where, obj in _json_objects(path, "released file"):
+        if {"prompt", "first", "second"} <= obj.keys():
+            if obj.get("label") not in ("A", "B"):
                 raise TaskDataError(
-                    f"{where}: neither a binary row {{question, choice, label}} "
-                    "nor a preference row {prompt, first, second, label}"
+                    f"{where}: preference row needs label 'A' or 'B', got {obj.get('label')!r}"
                 )
+            text = f"{obj['prompt']}\n\nResponse A: {obj['first']}\n\nResponse B: {obj['second']}"
+            rows.append(Row(stable_id(name, lineno), text, int(obj["label"] == "A"), str(obj["prompt"])))
+        elif {"question", "choice"} <= obj.keys():
+            label = obj.get("label")
+            if isinstance(label, str) and label.lower() in ("true", "false"):
+                label = label.lower() == "true"
+            if label not in (0, 1, True, False):
+                raise TaskDataError(f"{where}: binary row needs a boolean label, got {label!r}")
+            text = f"{obj['question']}\n\nAnswer: {obj['choice']}"
+            rows.append(Row(stable_id(name, lineno), text, int(label), str(obj["question"])))
+        else:
+            raise TaskDataError(
+                f"{where}: neither a binary row {{question, choice, label}} "
+                "nor a preference row {prompt, first, second, label}"
+            )
     if not rows:
         raise TaskDataError(f"{path}: no rows")
     return rows
