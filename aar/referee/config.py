@@ -35,12 +35,18 @@ class RefereeConfig:
     sandbox_user: str = "aar-referee-run"
     runs_dir: Path | None = None  # scratch for runs; must be outside the private data dir
     gap_flag: float = 0.5  # home PGR minus mean held-out PGR above this opens a review item
+    # Set by `aar lab run`: where the researchers' homes live (<researchers_dir>/<agent>/state/transcript.jsonl
+    # and <researchers_dir>/<agent>/researcher.json), read by the dashboard; and the campaign's name.
+    researchers_dir: Path | None = None
+    campaign: str | None = None
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
         if self.runs_dir is not None:
             self.runs_dir = Path(self.runs_dir)
+        if self.researchers_dir is not None:
+            self.researchers_dir = Path(self.researchers_dir)
 
     @property
     def database_url(self) -> str:
