@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import math
 import sys
+from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from aar.agents.cli import app as agent_app
+from aar.lab.cli import app as lab_app
 from aar.referee.cli import app as referee_app
 
 app = typer.Typer(help="aar: a lab of Automated Alignment Researchers.", no_args_is_help=True,
@@ -19,6 +21,7 @@ w2s_app = typer.Typer(help="The weak-to-strong testbed.", no_args_is_help=True)
 app.add_typer(w2s_app, name="w2s")
 app.add_typer(referee_app, name="referee")
 app.add_typer(agent_app, name="agent")
+app.add_typer(lab_app, name="lab")
 
 console = Console()
 err = Console(stderr=True)
@@ -132,16 +135,31 @@ def run_cmd(
 
 @app.command("demo")
 def demo_cmd(
+    minutes: float = typer.Option(None, "--minutes", min=0.05, help="Each researcher's wall-clock budget."),
+    agents: int = typer.Option(None, "--agents", min=1, max=9, help="Number of scripted researchers."),
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="Campaign folder (summary.json goes here)."),
+) -> None:
+    """The offline demo campaign: scripted researchers, a referee, a dashboard and a report."""
+    from aar.lab.cli import demo
+
+    demo(minutes, agents, out)
+
+
+@w2s_app.command("demo")
+def w2s_demo_cmd(
     fast: bool = typer.Option(False, "--fast", help="Use the fast model tier."),
     seeds: int = typer.Option(3, min=1, max=20),
 ) -> None:
-    """The default W2S experiment: every baseline on the home and held-out tasks."""
+    """The default W2S experiment: every baseline on the home and held-out tasks (no researchers)."""
     from aar.w2s.demo import run_demo
 
     run_demo(fast=fast, seeds=seeds, console=console)
 
 
 def main() -> None:
+    from aar.lab.procs import die_with_parent
+
+    die_with_parent()
     try:
         app()
     except KeyboardInterrupt:

@@ -43,6 +43,7 @@ def run_cmd(
     hours: float = typer.Option(None, "--hours", help="Stop after this much active wall-clock time."),
     max_tokens: int = typer.Option(None, "--max-tokens", help="Stop after this many tokens in all."),
     max_runs: int = typer.Option(None, "--max-runs", help="Official runs allowed."),
+    max_turns: int = typer.Option(None, "--max-turns", help="Model turns allowed (a runaway-loop guard)."),
     workspace: Path = typer.Option(..., "--workspace", help="The researcher's home (created if needed)."),
     public: Path = typer.Option(
         None, "--public", help="The referee's public export (`aar referee export-public`)."
@@ -71,6 +72,7 @@ def run_cmd(
         hours=hours,
         max_tokens_total=max_tokens,
         max_runs=max_runs,
+        max_turns=max_turns,
         base_url=base_url,
         stream=stream,
         prices=prices,

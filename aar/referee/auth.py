@@ -35,16 +35,32 @@ def new_token() -> str:
     return "aar_" + secrets.token_urlsafe(32)
 
 
-def add_agent(db: Database, name: str, *, admin: bool = False) -> str:
-    """Create an agent and return its token (shown once, never stored in clear)."""
+def add_agent(db: Database, name: str, *, admin: bool = False, token: str | None = None) -> str:
+    """Create an agent and return its token (shown once, never stored in clear). A caller that must
+    survive a crash between creating and saving the token (the lab) generates and saves it first."""
     if not NAME_RE.match(name):
         raise ValueError(f"agent name {name!r} must match {NAME_RE.pattern}")
-    token = new_token()
+    if token is not None and len(token) < 32:
+        raise ValueError("a supplied token must have at least 32 characters")
+    token = token or new_token()
     with db.write() as session:
         if session.scalar(select(Agent).where(Agent.name == name)) is not None:
             raise ValueError(f"agent {name!r} already exists")
         session.add(Agent(name=name, token_hash=hash_token(token), is_admin=admin))
     return token
+
+
+def ensure_agent(db: Database, name: str, token: str, *, admin: bool = False) -> bool:
+    """Idempotent registration with a known token: True if created, False if it already existed with
+    this token; ValueError if the name is taken by a different token."""
+    with db.read() as session:
+        agent = session.scalar(select(Agent).where(Agent.name == name))
+    if agent is None:
+        add_agent(db, name, admin=admin, token=token)
+        return True
+    if agent.token_hash != hash_token(token) or agent.is_admin != admin:
+        raise ValueError(f"agent {name!r} exists with another token or role")
+    return False
 
 
 class Authenticator:

@@ -38,30 +38,24 @@ def init_cmd(
     baselines: bool = typer.Option(True, help="Score the built-in methods for the leaderboard."),
 ) -> None:
     """Build the private data dir: splits, labels, the weak teacher's and the ceiling's predictions."""
-    from aar.referee.auth import add_agent
-    from aar.referee.config import RefereeConfig
-    from aar.referee.datadir import init_data_dir
+    from aar.referee.setup import initialise
 
     names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
     try:
-        init_data_dir(data, tasks=names, tier="fast" if fast else "default", max_rows=max_rows, log=_err)
+        initialise(
+            data,
+            tasks=names,
+            tier="fast" if fast else "default",
+            max_rows=max_rows,
+            baselines=baselines,
+            rebuild=True,
+            log=_err,
+            db_url=db,
+            seeds=seeds,
+            dev_budget_per_day=dev_budget,
+        )
     except (KeyError, ValueError) as exc:
         _fail(str(exc).strip("'\""))
-    config = RefereeConfig.load(data, db_url=db, seeds=seeds, dev_budget_per_day=dev_budget)
-    config.save()
-    from aar.referee.app import Referee
-
-    ref = Referee.build(config)
-    if baselines:
-        n = ref.runs.ensure_baselines()
-        _err(f"scored {n} built-in baselines")
-    token_file = Path(data) / "admin.token"
-    if not token_file.exists():
-        token = add_agent(ref.db, "admin", admin=True)
-        token_file.write_text(token + "\n")
-        token_file.chmod(0o600)
-        _err(f"admin token written to {token_file}")
-    ref.db.dispose()
     _err(f"referee data ready in {data}")
 
 
@@ -70,18 +64,22 @@ def serve_cmd(
     data: Path = typer.Option(..., "--data", help="The private data dir."),
     db: str = typer.Option(None, "--db", help="SQLAlchemy URL (default: SQLite in the data dir)."),
     host: str = typer.Option("127.0.0.1", "--host"),
-    port: int = typer.Option(8765, "--port"),
-    uds: Path = typer.Option(None, "--uds", help="Serve on this Unix socket instead of TCP."),
+    port: int = typer.Option(
+        None, "--port", help="TCP port (default 8765 without --uds; 0 = any free port; with --uds: both)."
+    ),
+    uds: Path = typer.Option(None, "--uds", help="Serve on this Unix socket (for sandboxed researchers)."),
+    port_file: Path = typer.Option(None, "--port-file", help="Write the bound TCP port here once listening."),
     workers: int = typer.Option(None, "--run-workers", help="Concurrent official runs."),
     executor: str = typer.Option(None, "--executor", help="local (default) or none (queue only)."),
     log_level: str = typer.Option("warning", "--log-level"),
 ) -> None:
-    """Serve the API (/api/v1) until interrupted."""
+    """Serve the API (/api/v1) and the dashboard until interrupted: on TCP, a Unix socket, or both."""
     import uvicorn
 
     from aar.referee.app import create_app
     from aar.referee.config import RefereeConfig
     from aar.referee.datadir import DataDirError
+    from aar.referee.listen import bind_sockets
 
     config = RefereeConfig.load(data, db_url=db, run_workers=workers, executor=executor)
     try:
@@ -89,10 +87,13 @@ def serve_cmd(
     except DataDirError as exc:
         _fail(str(exc))
         return
-    if uds:
-        uvicorn.run(application, uds=str(uds), log_level=log_level, access_log=False)
-    else:
-        uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False)
+    try:
+        sockets = bind_sockets(host, port if port is not None or uds else 8765, uds, port_file)
+    except OSError as exc:
+        _fail(f"cannot listen: {exc}")
+        return
+    server = uvicorn.Server(uvicorn.Config(application, log_level=log_level, access_log=False))
+    server.run(sockets=sockets)
 
 
 @app.command("export-public")

@@ -35,8 +35,9 @@ class RefereeConfig:
     sandbox_user: str = "aar-referee-run"
     runs_dir: Path | None = None  # scratch for runs; must be outside the private data dir
     gap_flag: float = 0.5  # home PGR minus mean held-out PGR above this opens a review item
-    # Set by `aar lab run`: where the researchers' homes live (<researchers_dir>/<agent>/state/transcript.jsonl
-    # and <researchers_dir>/<agent>/researcher.json), read by the dashboard; and the campaign's name.
+    # Set by `aar lab run`, read by the dashboard: where the researchers' homes live
+    # (<researchers_dir>/<agent>/state/transcript.jsonl and <researchers_dir>/<agent>/researcher.json),
+    # and the campaign's name.
     researchers_dir: Path | None = None
     campaign: str | None = None
     extra: dict = field(default_factory=dict)

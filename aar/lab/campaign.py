@@ -1,0 +1,218 @@
+"""A campaign file: what to study (tasks, model pair), who studies it (researchers with directions,
+backends, budgets) and how the referee judges (seeds, query budgets). YAML, validated with pydantic so a
+typo is an error naming the field, never a silently ignored key."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from aar.lab.directions import default_direction, slug
+from aar.w2s import defaults
+
+Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+def _known_task(name: str) -> str:
+    from aar.w2s.tasks import task_specs
+
+    known = sorted(s.name for s in task_specs())
+    if name not in known:
+        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(known)}")
+    return name
+
+
+class Testbed(Strict):
+    home: str = defaults.HOME_TASK
+    held_out: list[str] = Field(default_factory=lambda: list(defaults.HELD_OUT_TASKS))
+    tier: Literal["default", "fast", "published"] = "default"  # the (weak, strong) model pair
+    max_rows: int | None = Field(None, ge=200)
+
+    @field_validator("home")
+    @classmethod
+    def _known_home(cls, v: str) -> str:
+        return _known_task(v)
+
+    @field_validator("held_out")
+    @classmethod
+    def _known_held_out(cls, v: list[str]) -> list[str]:
+        return [_known_task(t) for t in v]
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Testbed:
+        if self.home in self.held_out:
+            raise ValueError(f"home task {self.home!r} is also listed in held_out")
+        if len(set(self.held_out)) != len(self.held_out):
+            raise ValueError("held_out lists a task twice")
+        return self
+
+    @property
+    def tasks(self) -> list[str]:
+        return [self.home, *self.held_out]
+
+    @property
+    def model_pair(self) -> tuple[str, str]:
+        return defaults.MODEL_PAIRS[self.tier]
+
+
+class RefereeSettings(Strict):
+    seeds: int = Field(3, ge=1, le=20)
+    dev_budget_per_day: int = Field(200, ge=1)
+    run_budget_per_day: int = Field(20, ge=1)
+    run_workers: int = Field(1, ge=1, le=64)
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535)  # the dashboard; 0 = any free port
+    drain_minutes: float = Field(15.0, ge=0)  # wait this long for queued official runs at the end
+
+
+class Budget(Strict):
+    minutes: float | None = Field(None, gt=0)  # active wall-clock time
+    usd: float | None = Field(None, ge=0)
+    tokens: int | None = Field(None, ge=1)
+    official_runs: int | None = Field(None, ge=0)
+    turns: int | None = Field(None, ge=1)
+
+
+class ResearcherDefaults(Strict):
+    backend: Literal["scripted", "anthropic", "openai", "claude-code"] = "scripted"
+    model: str | None = None
+    base_url: str | None = None
+    budget: Budget = Field(default_factory=lambda: Budget(minutes=60))
+
+
+class ResearcherSpec(Strict):
+    name: Name | None = None
+    direction: str | None = None
+    backend: Literal["scripted", "anthropic", "openai", "claude-code"] | None = None
+    model: str | None = None
+    base_url: str | None = None
+    seed: int | None = None
+    budget: Budget | None = None
+
+
+class Researcher(Strict):
+    """One fully resolved researcher (defaults applied)."""
+
+    name: Name
+    direction: str
+    backend: str
+    model: str | None
+    base_url: str | None
+    seed: int
+    budget: Budget
+
+
+class Campaign(Strict):
+    name: Name
+    description: str = ""
+    testbed: Testbed = Field(default_factory=Testbed)
+    referee: RefereeSettings = Field(default_factory=RefereeSettings)
+    defaults: ResearcherDefaults = Field(default_factory=ResearcherDefaults)
+    n_researchers: int | None = Field(None, ge=1, le=64)  # default: len(researchers), else 9
+    researchers: list[ResearcherSpec] = Field(default_factory=list)
+
+    @field_validator("researchers")
+    @classmethod
+    def _unique_names(cls, v: list[ResearcherSpec]) -> list[ResearcherSpec]:
+        names = [r.name for r in v if r.name]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"researcher names repeat: {', '.join(sorted(dup))}")
+        return v
+
+    def resolved(self) -> list[Researcher]:
+        """The researchers with defaults applied; missing ones get the default directions in order."""
+        n = self.n_researchers or len(self.researchers) or 9
+        out: list[Researcher] = []
+        taken: set[str] = set()
+        for i in range(n):
+            spec = self.researchers[i] if i < len(self.researchers) else ResearcherSpec()
+            short, text = default_direction(i)
+            direction = spec.direction or text
+            name = spec.name or f"r{i + 1}-{slug(short if not spec.direction else spec.direction, 16)}"
+            while name in taken:
+                name = f"{name}-{i + 1}"
+            taken.add(name)
+            base = self.defaults.budget.model_dump()
+            base.update(
+                {k: v for k, v in (spec.budget.model_dump() if spec.budget else {}).items() if v is not None}
+            )
+            out.append(
+                Researcher(
+                    name=name,
+                    direction=direction,
+                    backend=spec.backend or self.defaults.backend,
+                    model=spec.model or self.defaults.model,
+                    base_url=spec.base_url or self.defaults.base_url,
+                    seed=spec.seed if spec.seed is not None else i,
+                    budget=Budget(**base),
+                )
+            )
+        return out
+
+
+class CampaignError(ValueError):
+    """A campaign file that cannot be used; the message names the file and the field."""
+
+
+def _format(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid campaign"]
+    for err in exc.errors()[:10]:
+        where = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (typo?)"
+        lines.append(f"  {where}: {msg}")
+    return "\n".join(lines)
+
+
+def set_path(data: dict, dotted: str, raw: str) -> None:
+    """Apply one ``--set a.b.c=value`` override; the value is parsed as YAML (numbers, null, lists)."""
+    keys = dotted.split(".")
+    node = data
+    for k in keys[:-1]:
+        if not isinstance(node.get(k, {}), dict):
+            raise CampaignError(f"--set {dotted}: {k} is not a section")
+        node = node.setdefault(k, {})
+    node[keys[-1]] = yaml.safe_load(raw) if raw != "" else None
+
+
+def parse(data: object, source: str = "campaign", overrides: list[str] | None = None) -> Campaign:
+    if not isinstance(data, dict):
+        raise CampaignError(f"{source}: a campaign is a YAML mapping, got {type(data).__name__}")
+    for item in overrides or []:
+        if "=" not in item:
+            raise CampaignError(f"--set {item!r}: expected key.path=value")
+        key, value = item.split("=", 1)
+        set_path(data, key.strip(), value)
+    try:
+        return Campaign.model_validate(data)
+    except ValidationError as exc:
+        raise CampaignError(_format(exc, source)) from None
+
+
+def load(path: Path, overrides: list[str] | None = None) -> Campaign:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise CampaignError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise CampaignError(f"{path}: not valid YAML: {exc}") from None
+    return parse(data, str(path), overrides)
+
+
+def fingerprint(c: Campaign) -> str:
+    """What must not change when a killed campaign is resumed (the testbed and the referee's rules)."""
+    stable = {"testbed": c.testbed.model_dump(), "seeds": c.referee.seeds}
+    return hashlib.sha256(yaml.safe_dump(stable, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,95 @@
+"""What the lab reads while a campaign runs: the referee's view (runs, flags, posts) over its socket with the
+admin token, and each researcher's own account of itself (its transcript: spend, turns, why it stopped)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+
+from aar.agents.budget import Budget, Limits
+from aar.agents.prices import load_prices
+from aar.agents.transcript import Transcript
+
+
+class RefereeView:
+    """Admin reads from the referee's API (never writes)."""
+
+    def __init__(self, socket: Path, admin_token: str, timeout: float = 30.0):
+        self.http = httpx.Client(
+            transport=httpx.HTTPTransport(uds=str(socket)),
+            base_url="http://referee/api/v1",
+            headers={"Authorization": f"Bearer {admin_token}"},
+            timeout=timeout,
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _get(self, path: str, **params) -> object:
+        r = self.http.get(path, params=params)
+        r.raise_for_status()
+        return r.json()
+
+    def healthy(self) -> bool:
+        try:
+            return self.http.get("/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def runs(self) -> list[dict]:
+        out: list[dict] = []
+        while True:
+            page = self._get("/runs", limit=500, offset=len(out))
+            out += page  # type: ignore[operator]
+            if len(page) < 500:  # type: ignore[arg-type]
+                return out
+
+    def flags(self) -> list[dict]:
+        return self._get("/admin/flags", state="all", limit=1000)  # type: ignore[return-value]
+
+    def posts_by(self, author: str) -> int:
+        return int(self._get("/posts", author=author, limit=1)["total"])  # type: ignore[index]
+
+
+def researcher_account(transcript: Path) -> dict:
+    """Spend and stop reason from a transcript (missing file: nothing spent yet)."""
+    if not transcript.exists():
+        return {"usd": 0.0, "tokens": 0, "turns": 0, "official_runs": 0, "seconds": 0.0, "last_stop": None}
+    restored = Transcript(transcript).restore()
+    summary = Budget(Limits(), load_prices(None), restored.spend).summary()
+    return {
+        "usd": round(summary["usd"], 6),
+        "tokens": summary["tokens"],
+        "turns": summary["turns"],
+        "official_runs": summary["official_runs"],
+        "seconds": round(restored.spend.seconds_before, 1),
+        "last_stop": restored.finished,
+        "sessions": restored.sessions,
+    }
+
+
+def home_pgr(run: dict) -> tuple[float | None, list]:
+    res = (run.get("results") or {}).get(run.get("task") or "", {}) or {}
+    return res.get("pgr"), res.get("pgr_ci") or [None, None]
+
+
+def best_runs(runs: list[dict]) -> dict[str, dict]:
+    """Each author's best done, non-rejected run by home PGR."""
+    best: dict[str, dict] = {}
+    for r in runs:
+        pgr, _ = home_pgr(r)
+        if r["status"] != "done" or r["review_state"] == "rejected" or pgr is None:
+            continue
+        cur = best.get(r["author"])
+        if cur is None or pgr > (home_pgr(cur)[0] or -1e9):
+            best[r["author"]] = r
+    return best
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}

@@ -1,0 +1,98 @@
+"""Live progress of a campaign in the terminal: a rich table redrawn in place (or, when stdout is not a
+terminal, a plain line every half minute so logs stay readable)."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from rich.live import Live
+from rich.table import Table
+
+from aar.lab.collect import best_runs, home_pgr, researcher_account
+
+if TYPE_CHECKING:
+    from aar.lab.runner import Lab
+
+REFRESH_S = 3.0
+PLAIN_EVERY_S = 30.0
+
+
+def _ci(ci: list) -> str:
+    lo, hi = (ci + [None, None])[:2]
+    return "" if lo is None or hi is None else f" [{lo:.2f}, {hi:.2f}]"
+
+
+class Progress:
+    def __init__(self, lab: Lab, live: bool):
+        self.lab = lab
+        self.live = Live(console=lab.console, refresh_per_second=2, transient=False) if live else None
+        self.t0 = time.monotonic()
+        self.last_fetch = 0.0
+        self.last_plain = 0.0
+        self.runs: list[dict] = []
+
+    def __enter__(self) -> Progress:
+        if self.live is not None:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live is not None:
+            self.live.update(self.table())
+            self.live.__exit__(*exc)
+
+    def update(self) -> None:
+        now = time.monotonic()
+        if now - self.last_fetch < REFRESH_S:
+            return
+        self.last_fetch = now
+        view = self.lab.view
+        if view is not None:
+            try:
+                self.runs = view.runs()
+            except Exception:  # noqa: BLE001 (a slow referee must not stop the lab; next refresh retries)
+                pass
+        for m in self.lab.members:
+            m.account = researcher_account(self.lab.dir.transcript(m.spec.name))
+        if self.live is not None:
+            self.live.update(self.table())
+        elif now - self.last_plain >= PLAIN_EVERY_S:
+            self.last_plain = now
+            self.lab.console.print(self.plain())
+
+    def table(self) -> Table:
+        best = best_runs(self.runs)
+        queued = sum(1 for r in self.runs if r["status"] in ("queued", "running"))
+        elapsed = (time.monotonic() - self.t0) / 60
+        t = Table(
+            title=f"campaign {self.lab.campaign.name}: {elapsed:.1f} min, {queued} official run(s) queued",
+            caption=f"dashboard {self.lab.url}",
+        )
+        for col in ("researcher", "status", "spend $", "tokens", "turns", "runs", "best home PGR [95% CI]"):
+            t.add_column(col)
+        for m in self.lab.members:
+            a = m.account
+            runs = sum(1 for r in self.runs if r["author"] == m.spec.name)
+            b = best.get(m.spec.name)
+            pgr, ci = home_pgr(b) if b else (None, [])
+            t.add_row(
+                m.spec.name,
+                m.status if m.status != "running" else f"running ({a.get('seconds', 0) / 60:.0f}+ min)",
+                f"{a.get('usd', 0):.2f}",
+                str(a.get("tokens", 0)),
+                str(a.get("turns", 0)),
+                str(runs),
+                "-" if pgr is None else f"{pgr:.3f}{_ci(ci)}",
+            )
+        return t
+
+    def plain(self) -> str:
+        best = best_runs(self.runs)
+        parts = []
+        for m in self.lab.members:
+            b = best.get(m.spec.name)
+            pgr = home_pgr(b)[0] if b else None
+            n = sum(1 for r in self.runs if r["author"] == m.spec.name)
+            parts.append(f"{m.spec.name} {m.status} runs={n} best={'-' if pgr is None else f'{pgr:.3f}'}")
+        return f"[{(time.monotonic() - self.t0) / 60:.1f} min] " + "; ".join(parts)

@@ -1,0 +1,81 @@
+"""Build a referee's private data dir in one call (used by `aar referee init` and by the lab).
+
+Idempotent and crash-safe: task data is rebuilt only if its manifest is missing, baselines are scored
+only once, and tokens are written durably *before* they are registered, so a kill at any point leaves
+a state the next call completes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from aar.referee.auth import ensure_agent, new_token
+from aar.referee.config import RefereeConfig
+
+
+def write_secret(path: Path, text: str) -> None:
+    """Write a 0600 file atomically and durably (fsync file and directory)."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, text.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def ensure_token(db, path: Path, name: str, *, admin: bool = False) -> str:  # noqa: ANN001 (Database)
+    """The agent's token from ``path``, creating and registering it first if needed."""
+    if path.exists():
+        token = path.read_text().strip()
+    else:
+        token = new_token()
+        write_secret(path, token + "\n")
+    ensure_agent(db, name, token, admin=admin)
+    return token
+
+
+def initialise(
+    data: Path,
+    *,
+    tasks: list[str] | None = None,
+    tier: str = "default",
+    max_rows: int | None = None,
+    baselines: bool = True,
+    rebuild: bool = False,
+    log: Callable[[str], None] = print,
+    show_progress: bool = False,
+    **config_overrides,
+) -> RefereeConfig:
+    """Prepare tasks (unless there already and not ``rebuild``), save the config, score baselines and
+    create the admin."""
+    from aar.referee.app import Referee
+    from aar.referee.datadir import init_data_dir
+
+    data = Path(data)
+    if rebuild or not (data / "manifest.json").exists():
+        init_data_dir(data, tasks=tasks, tier=tier, max_rows=max_rows, log=log, show_progress=show_progress)
+    config = RefereeConfig.load(data, **config_overrides)
+    config.save()
+    ref = Referee.build(config)
+    try:
+        if baselines:
+            n = ref.runs.ensure_baselines()
+            if n:
+                log(f"scored {n} built-in baselines")
+        token_file = data / "admin.token"
+        existed = token_file.exists()
+        ensure_token(ref.db, token_file, "admin", admin=True)
+        if not existed:
+            log(f"admin token written to {token_file}")
+    finally:
+        ref.db.dispose()
+    return config
