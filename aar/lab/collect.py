@@ -53,14 +53,30 @@ class RefereeView:
         return int(self._get("/posts", author=author, limit=1)["total"])  # type: ignore[index]
 
 
+_ACCOUNTS: dict[Path, tuple[tuple[int, int], dict]] = {}
+
+
 def researcher_account(transcript: Path) -> dict:
-    """Spend and stop reason from a transcript (missing file: nothing spent yet)."""
-    if not transcript.exists():
+    """Spend and stop reason from a transcript (missing file: nothing spent yet). Re-read only when the
+    file changed: the live progress view asks every few seconds."""
+    try:
+        st = transcript.stat()
+    except FileNotFoundError:
         return {"usd": 0.0, "tokens": 0, "turns": 0, "official_runs": 0, "seconds": 0.0, "last_stop": None}
+    key = (st.st_size, st.st_mtime_ns)
+    cached = _ACCOUNTS.get(transcript)
+    if cached and cached[0] == key:
+        return cached[1]
+    account = _read_account(transcript)
+    _ACCOUNTS[transcript] = (key, account)
+    return account
+
+
+def _read_account(transcript: Path) -> dict:
     restored = Transcript(transcript).restore()
     summary = Budget(Limits(), load_prices(None), restored.spend).summary()
     return {
-        "usd": round(summary["usd"], 6),
+        "usd": summary["usd"],
         "tokens": summary["tokens"],
         "turns": summary["turns"],
         "official_runs": summary["official_runs"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from dataclasses import dataclass
@@ -75,6 +76,19 @@ class CampaignDir:
         for d in (self.researchers, self.socket.parent):
             d.mkdir(mode=0o755, exist_ok=True)
         self.logs.mkdir(mode=0o700, exist_ok=True)
+
+    def lock(self) -> int:
+        """An exclusive lock on the folder for one lab at a time (the kernel drops it if we die)."""
+        from aar.lab.campaign import CampaignError
+
+        fd = os.open(self.root / "lab.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            holder = self.read_state().get("sessions", [{}])[-1].get("pid", "?")
+            raise CampaignError(f"{self.root} is in use by a running lab (pid {holder})") from None
+        return fd
 
     def read_state(self) -> dict:
         try:

@@ -118,6 +118,7 @@ class Lab:
 
     def _prepare(self) -> None:
         self.dir.create()
+        self._lock = self.dir.lock()  # held until this process exits, however it exits
         self.state = self.dir.read_state()
         fp = fingerprint(self.campaign)
         if self.state and self.state.get("fingerprint") != fp:

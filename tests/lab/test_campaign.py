@@ -1,0 +1,94 @@
+"""Campaign files: the shipped ones load, defaults resolve to diverse directions, and every mistake is an
+error naming the field (CLI: exit 2, one message, no traceback)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aar.lab.campaign import CampaignError, load, parse
+from aar.lab.cli import apply_minutes
+from aar.lab.directions import DEFAULT_DIRECTIONS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_shipped_campaigns_load_and_resolve() -> None:
+    demo = load(ROOT / "campaigns" / "demo.yaml")
+    rs = demo.resolved()
+    assert [r.name for r in rs] == ["prior", "confidence", "combine"]
+    assert all(r.backend == "scripted" and r.budget.minutes == 5 for r in rs)
+    assert len({r.seed for r in rs}) == 3
+
+    claude = load(ROOT / "campaigns" / "claude.yaml")
+    rs = claude.resolved()
+    assert len(rs) == 9 and len({r.name for r in rs}) == 9
+    assert [r.direction for r in rs] == [d for _, d in DEFAULT_DIRECTIONS]
+    assert {r.backend for r in rs} == {"anthropic"} and rs[0].model == "claude-opus-4-6"
+    assert rs[0].budget.usd == 50 and rs[0].budget.minutes == 300
+
+
+def test_overrides_and_minutes() -> None:
+    c = load(
+        ROOT / "campaigns" / "claude.yaml",
+        ["n_researchers=2", "defaults.base_url=http://127.0.0.1:9", "testbed.held_out=[parentheses]"],
+    )
+    apply_minutes(c, 1.5)
+    rs = c.resolved()
+    assert len(rs) == 2 and rs[1].base_url == "http://127.0.0.1:9" and rs[1].budget.minutes == 1.5
+    assert c.testbed.tasks == ["sentiment_hotels", "parentheses"]
+
+
+def test_researcher_budget_overrides_keep_zero() -> None:
+    c = parse(
+        {
+            "name": "x",
+            "defaults": {"budget": {"minutes": 3, "official_runs": 5}},
+            "researchers": [{"name": "a", "budget": {"official_runs": 0}}, {}],
+        }
+    )
+    a, b = c.resolved()
+    assert a.budget.official_runs == 0 and a.budget.minutes == 3
+    assert b.budget.official_runs == 5 and b.name.startswith("r2-")
+
+
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        ({"name": "x", "testbed": {"hold_out": ["a"]}}, "testbed.hold_out: unknown field"),
+        ({"name": "x", "testbed": {"home": "nope"}}, "testbed.home: Value error, unknown task 'nope'"),
+        ({"name": "x", "referee": {"seeds": 0}}, "referee.seeds: Input should be greater than or equal to 1"),
+        ({"name": "Bad Name"}, "name: String should match pattern"),
+        ({"name": "x", "researchers": [{"name": "a"}, {"name": "a"}]}, "researchers: Value error"),
+        ({"name": "x", "defaults": {"backend": "gpt"}}, "defaults.backend: Input should be"),
+        ({"name": "x", "testbed": {"held_out": ["sentiment_hotels"]}}, "also listed in held_out"),
+        ({"name": "x", "researchers": [{"budget": {"minutes": -1}}]}, "researchers.0.budget.minutes"),
+    ],
+)
+def test_errors_name_the_field(data: dict, needle: str) -> None:
+    with pytest.raises(CampaignError) as err:
+        parse(data, "c.yaml")
+    assert needle in str(err.value) and str(err.value).startswith("c.yaml: invalid campaign")
+
+
+def test_cli_reports_bad_files_without_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nreferee: {port: 99999}\n")
+    notyaml = tmp_path / "broken.yaml"
+    notyaml.write_text("name: [unclosed\n")
+    for path, needle in (
+        (bad, "referee.port"),
+        (notyaml, "not valid YAML"),
+        (tmp_path / "missing.yaml", "cannot read"),
+    ):
+        r = subprocess.run(
+            [sys.executable, "-m", "aar.cli", "lab", "run", str(path), "--out", str(tmp_path / "o")],
+            capture_output=True,
+            text=True,
+        )
+        assert r.returncode == 2, r.stderr
+        assert needle in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o").exists()  # nothing started
