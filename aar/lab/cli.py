@@ -76,6 +76,8 @@ def print_outcome(result) -> None:  # noqa: ANN001 (aar.lab.runner.LabResult)
     from aar.lab.report import terminal_table
 
     out = Console()
+    if not out.is_terminal:
+        out = Console(width=160)  # a log file has no width; keep the CI columns readable
     if result.snapshot.get("runs"):
         out.print(terminal_table(result.snapshot))
     console.print(f"campaign stopped: {result.stop_reason}")

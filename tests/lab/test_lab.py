@@ -142,6 +142,39 @@ def test_sigkill_mid_campaign_then_resume(tmp_path: Path) -> None:
     assert [s.get("reason") for s in state["sessions"]] == [None, "budget"]  # the first one was killed
 
 
+def test_ctrl_c_stops_everything_cleanly_and_still_reports(tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    campaign = write_campaign(tmp_path / "mini.yaml", minutes=5.0)
+    lab = subprocess.Popen(
+        [*AAR, "lab", "run", str(campaign), "--out", str(folder)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: (folder / "sock" / "port").exists(), 300, "the referee to start")
+        http = admin_client(folder)
+        wait_for(lambda: any(not r["baseline"] for r in http.get("/runs").json()), 120, "an official run")
+        children = json.loads((folder / "lab.json").read_text())["pids"]
+        lab.send_signal(signal.SIGINT)  # what a terminal's Ctrl-C sends to the foreground process
+        out, err = lab.communicate(timeout=180)
+    finally:
+        if lab.poll() is None:
+            lab.kill()
+    assert lab.returncode == 130, err[-3000:]
+    assert "interrupted" in err and "Traceback" not in err
+    assert not any(pid_alive(p) for p in children)
+    assert socket_dead(folder / "sock" / "referee.sock")
+    snap = snapshot(folder)
+    assert snap["stop_reason"] == "interrupted" and snap["runs"]
+    assert (folder / "report.md").exists()
+    for r in snap["researchers"]:
+        assert r["status"] == "stopped" and r["stop_reason"] == "interrupted"
+        lines = (folder / "researchers" / r["name"] / "state" / "transcript.jsonl").read_text().splitlines()
+        assert json.loads(lines[-1])["type"] == "session_end"  # each researcher closed its transcript
+    assert json.loads((folder / "lab.json").read_text())["status"] == "interrupted"
+
+
 def test_claude_campaign_against_the_fake_model_server(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-0123456789abcdef")
     folder = tmp_path / "claude"
