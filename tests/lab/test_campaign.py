@@ -20,7 +20,7 @@ def test_shipped_campaigns_load_and_resolve() -> None:
     demo = load(ROOT / "campaigns" / "demo.yaml")
     rs = demo.resolved()
     assert [r.name for r in rs] == ["prior", "confidence", "combine"]
-    assert all(r.backend == "scripted" and r.budget.minutes == 5 for r in rs)
+    assert all(r.backend == "scripted" and r.budget.minutes == 4 for r in rs)
     assert len({r.seed for r in rs}) == 3
 
     claude = load(ROOT / "campaigns" / "claude.yaml")
