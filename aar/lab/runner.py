@@ -54,6 +54,18 @@ class Member:
     started_at: str | None = None
     account: dict = field(default_factory=dict)
 
+    def describe(self) -> dict:
+        """Who it is and where it stands (researcher.json, the report)."""
+        s = self.spec
+        return {
+            "name": s.name,
+            "direction": s.direction,
+            "backend": s.backend,
+            "model": s.model,
+            "status": self.status,
+            "stop_reason": self.stop_reason,
+        }
+
 
 @dataclass
 class LabResult:
@@ -262,12 +274,7 @@ class Lab:
         write_json(
             path,
             {
-                "name": m.spec.name,
-                "direction": m.spec.direction,
-                "backend": m.spec.backend,
-                "model": m.spec.model,
-                "status": m.status,
-                "stop_reason": m.stop_reason,
+                **m.describe(),
                 "restarts": m.restarts,
                 "started_at": old.get("started_at") or m.started_at,
                 "updated_at": now_iso(),
@@ -358,12 +365,7 @@ class Lab:
             acct = researcher_account(self.dir.transcript(m.spec.name))
             researchers.append(
                 {
-                    "name": m.spec.name,
-                    "direction": m.spec.direction,
-                    "backend": m.spec.backend,
-                    "model": m.spec.model,
-                    "status": m.status,
-                    "stop_reason": m.stop_reason,
+                    **m.describe(),
                     "spend_usd": acct["usd"],
                     "tokens": acct["tokens"],
                     "turns": acct["turns"],
