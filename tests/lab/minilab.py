@@ -56,6 +56,22 @@ def wait_for(predicate, timeout: float, what: str, every: float = 1.0):  # noqa:
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def start_lab(campaign: Path, folder: Path) -> tuple[subprocess.Popen, httpx.Client]:
+    """`aar lab run` in the background; returns once its referee answers, with an admin client."""
+    lab = subprocess.Popen(
+        [*AAR, "lab", "run", str(campaign), "--out", str(folder)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: (folder / "sock" / "port").exists(), 300, "the referee to start")
+    except AssertionError:
+        lab.kill()
+        raise
+    return lab, admin_client(folder)
+
+
 def db_rows(folder: Path, sql: str) -> list[tuple]:
     """Read the referee's SQLite database directly (read-only), bypassing every API."""
     con = sqlite3.connect(f"file:{folder / 'data' / 'referee.db'}?mode=ro", uri=True)

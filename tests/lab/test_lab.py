@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,12 +17,11 @@ from aar.agents.prices import PriceTable, Usage
 from tests.agents.fake_llm import FakeModel
 from tests.agents.test_session import steps
 from tests.lab.minilab import (
-    AAR,
-    admin_client,
     db_rows,
     pid_alive,
     run_lab,
     snapshot,
+    start_lab,
     wait_for,
     write_campaign,
 )
@@ -88,15 +86,8 @@ def test_campaign_runs_to_a_report(finished_campaign) -> None:
 
 def test_sigkill_mid_campaign_then_resume(tmp_path: Path) -> None:
     folder = tmp_path / "run"
-    campaign = write_campaign(tmp_path / "mini.yaml", minutes=1.0)
-    lab = subprocess.Popen(
-        [*AAR, "lab", "run", str(campaign), "--out", str(folder)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    lab, http = start_lab(write_campaign(tmp_path / "mini.yaml", minutes=1.0), folder)
     try:
-        wait_for(lambda: (folder / "sock" / "port").exists(), 300, "the referee to start")
-        http = admin_client(folder)
 
         def progress() -> bool:
             runs = [r for r in http.get("/runs").json() if not r["baseline"]]
@@ -144,16 +135,8 @@ def test_sigkill_mid_campaign_then_resume(tmp_path: Path) -> None:
 
 def test_ctrl_c_stops_everything_cleanly_and_still_reports(tmp_path: Path) -> None:
     folder = tmp_path / "run"
-    campaign = write_campaign(tmp_path / "mini.yaml", minutes=5.0)
-    lab = subprocess.Popen(
-        [*AAR, "lab", "run", str(campaign), "--out", str(folder)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    lab, http = start_lab(write_campaign(tmp_path / "mini.yaml", minutes=5.0), folder)
     try:
-        wait_for(lambda: (folder / "sock" / "port").exists(), 300, "the referee to start")
-        http = admin_client(folder)
         wait_for(lambda: any(not r["baseline"] for r in http.get("/runs").json()), 120, "an official run")
         children = json.loads((folder / "lab.json").read_text())["pids"]
         lab.send_signal(signal.SIGINT)  # what a terminal's Ctrl-C sends to the foreground process
