@@ -1,28 +1,50 @@
 #!/bin/sh
-# System packages the sandbox needs: bubblewrap (aar.sandbox). setpriv (util-linux) and useradd
-# (passwd) are part of every Debian/Ubuntu base system. Idempotent; a no-op (with a warning) where
-# there is no apt-get or we are not root: aar then falls back to an unisolated subprocess sandbox.
+# System packages: bubblewrap (aar.sandbox) and chromium (the dashboard's real-browser test, driven by
+# Playwright through /usr/bin/chromium). setpriv (util-linux) and useradd (passwd) are part of every
+# Debian/Ubuntu base system. Idempotent; each package is a no-op (with a warning) where there is no
+# apt-get or we are not root: aar then falls back to an unisolated subprocess sandbox, and the browser
+# test fails with a message saying what to install.
 set -u
 
 warn() { echo "install-system-deps: WARNING: $*" >&2; }
 
-if command -v bwrap >/dev/null 2>&1; then
-    exit 0
-fi
-if [ "$(id -u)" != 0 ]; then
-    warn "bubblewrap missing and not root: install it (e.g. apt-get install bubblewrap); sandbox scores are not tamper-proof without it"
-    exit 0
-fi
-if ! command -v apt-get >/dev/null 2>&1; then
-    warn "bubblewrap missing and no apt-get: install it with your package manager; sandbox scores are not tamper-proof without it"
-    exit 0
-fi
-export DEBIAN_FRONTEND=noninteractive
-if ! apt-get install -y -q bubblewrap >/dev/null 2>&1; then
-    apt-get update -q >/dev/null 2>&1 || true
-    if ! apt-get install -y -q bubblewrap >/dev/null; then
-        warn "apt-get install bubblewrap failed; sandbox falls back to a plain subprocess"
-        exit 0
+# apt_install PACKAGE WHY: install one Debian package (updating the index once if needed); 1 on failure.
+apt_install() {
+    if [ "$(id -u)" != 0 ]; then
+        warn "$1 missing and not root: install it (e.g. apt-get install $1); $2"
+        return 1
     fi
-fi
-echo "install-system-deps: installed bubblewrap ($(bwrap --version))"
+    if ! command -v apt-get >/dev/null 2>&1; then
+        warn "$1 missing and no apt-get: install it with your package manager; $2"
+        return 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y -q "$1" >/dev/null 2>&1; then
+        apt-get update -q >/dev/null 2>&1 || true
+        if ! apt-get install -y -q "$1" >/dev/null; then
+            warn "apt-get install $1 failed; $2"
+            return 1
+        fi
+    fi
+    return 0
+}
+
+install_bubblewrap() {
+    command -v bwrap >/dev/null 2>&1 && return 0
+    if apt_install bubblewrap "sandbox scores are not tamper-proof without it (plain subprocess fallback)"; then
+        echo "install-system-deps: installed bubblewrap ($(bwrap --version))"
+    fi
+}
+
+install_chromium() {
+    if [ -x /usr/bin/chromium ]; then
+        return 0
+    fi
+    if apt_install chromium "the dashboard's browser test (tests/lab/test_browser.py) fails without it"; then
+        echo "install-system-deps: installed chromium ($(/usr/bin/chromium --version 2>/dev/null))"
+    fi
+}
+
+install_bubblewrap
+install_chromium
+exit 0

@@ -152,7 +152,10 @@ def _validation_message(exc: RequestValidationError) -> str:
 def create_app(
     config: RefereeConfig, *, referee: Referee | None = None, executor: Executor | None = None
 ) -> FastAPI:
-    from aar.referee.routes import build_pages, build_router
+    from starlette.staticfiles import StaticFiles
+
+    from aar.referee.dashboard import STATIC, build_dashboard
+    from aar.referee.routes import build_router
 
     ref = referee or Referee.build(config)
 
@@ -190,6 +193,7 @@ def create_app(
         return JSONResponse({"detail": "internal error (logged)"}, status_code=500)
 
     app.include_router(build_router(ref), prefix=API)
-    app.include_router(build_pages(ref))
+    app.include_router(build_dashboard(ref))
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(BodyLimit, default=config.max_body_bytes, bundle=config.max_bundle_bytes)
     return app

@@ -6,9 +6,7 @@ import json
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from fastapi.responses import HTMLResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from jinja2 import Environment, select_autoescape
 from sqlalchemy import select
 
 from aar.referee import audit, schemas
@@ -390,27 +388,3 @@ def list_flags(db, state: str, limit: int, offset: int) -> list[dict]:  # noqa: 
             q = q.where(Flag.state == state)
         rows = session.execute(q.order_by(Flag.id).limit(limit).offset(offset)).all()
         return [flag_view(f, name) for f, name in rows]
-
-
-_PAGE = Environment(autoescape=select_autoescape(default=True, default_for_string=True)).from_string(
-    """<!doctype html><html><head><meta charset="utf-8"><title>{{ post.title }}</title></head><body>
-<h1>{{ post.title }}</h1><p>{{ post.kind }} by {{ post.author }} · score {{ post.score }}
-{% for t in post.tags %}<span class="tag">{{ t }}</span> {% endfor %}</p>
-<pre class="body">{{ post.body }}</pre>
-<h2>Cited runs (numbers from the referee, not from the text)</h2><ul>
-{% for c in post.cites %}<li>run {{ c.run_id }} ({{ c.review_state }}) by {{ c.author }}:
-{% for task, r in c.results.items() %}{{ task }} PGR {{ r.pgr }} {{ r.pgr_ci }}; {% endfor %}</li>{% endfor %}
-</ul></body></html>"""
-)
-
-
-def build_pages(ref) -> APIRouter:  # noqa: ANN001
-    """Server-rendered pages (escaped): the forum as a human reads it."""
-    pages = APIRouter(include_in_schema=False)
-
-    @pages.get("/forum/posts/{post_id}", response_class=HTMLResponse)
-    def post_page(post_id: Id, request: Request):
-        ref.auth.identify(request.headers.get("authorization"))
-        return HTMLResponse(_PAGE.render(post=ref.forum.get(post_id)))
-
-    return pages

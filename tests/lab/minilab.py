@@ -1,5 +1,6 @@
-"""A small real campaign for tests: fast model tier, 600 rows, two tasks, two scripted researchers, every
-part real (referee process on a Unix socket and loopback TCP, bubblewrap sandboxes, SQLite WAL)."""
+"""A small real campaign for tests: fast model tier, 1500 rows (enough for a significant gap, so PGR is
+defined), two tasks, two scripted researchers, every part real (referee process on a Unix socket and
+loopback TCP, bubblewrap sandboxes, SQLite WAL)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import httpx
 AAR = [sys.executable, "-m", "aar.cli"]
 MINI = """\
 name: mini
-testbed: {home: sentiment_hotels, held_out: [parentheses], tier: fast, max_rows: 600}
+testbed: {home: sentiment_hotels, held_out: [parentheses], tier: fast, max_rows: 1500}
 referee: {seeds: 2, port: 0, drain_minutes: 4}
 defaults: {backend: scripted, budget: {minutes: %(minutes)s}}
 researchers:

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,22 +26,6 @@ from tests.lab.minilab import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class Finished:
-    folder: Path
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture(scope="module")
-def finished_campaign(tmp_path_factory) -> Finished:
-    base = tmp_path_factory.mktemp("lab")
-    campaign = write_campaign(base / "mini.yaml", minutes=0.5)
-    r = run_lab([str(campaign), "--out", str(base / "mini")])
-    assert r.returncode == 0, r.stderr[-3000:]
-    return Finished(base / "mini", r.stdout, r.stderr)
 
 
 def socket_dead(path: Path) -> bool:

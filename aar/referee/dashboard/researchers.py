@@ -1,0 +1,251 @@
+"""What the lab leaves in a researcher's home, read for humans: researcher.json, the transcript, spend.
+
+Layout (set by `aar lab run`): ``<researchers_dir>/<name>/researcher.json`` and
+``<researchers_dir>/<name>/state/transcript.jsonl`` (records of ``aar.agents.transcript``). Names reach
+this module only after the routes checked them against the Agent table and the agent name pattern, so
+a URL can never choose a path. Everything here tolerates missing or malformed files: a researcher that
+has not started yet, or a lab that set no researchers_dir, is a normal state, not an error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aar.agents.budget import Budget, Limits
+from aar.agents.prices import load_prices
+from aar.agents.transcript import Transcript
+from aar.referee.auth import NAME_RE
+
+TEXT_CHARS = 4000  # a message's text block
+TOOL_CHARS = 1500  # a tool call's input or a tool result
+INFO_KEYS = ("name", "direction", "backend", "model", "status", "stop_reason", "started_at", "updated_at")
+_PRICES = load_prices(None)  # one table per process, so an unpriced model is logged once, not per page
+
+
+@dataclass
+class Summary:
+    """One researcher's state as the overview and the researcher page show it."""
+
+    status: str = "unknown"
+    stop_reason: str | None = None
+    direction: str | None = None
+    backend: str | None = None
+    model: str | None = None
+    started_at: str | None = None
+    updated_at: str | None = None
+    usd: float | None = None
+    tokens: int | None = None
+    turns: int | None = None
+    sessions: int = 0
+    has_transcript: bool = False
+    info: dict = field(default_factory=dict)  # researcher.json as written by the lab
+
+
+def home(researchers_dir: Path | None, name: str) -> Path | None:
+    if researchers_dir is None or not NAME_RE.match(name):
+        return None
+    return Path(researchers_dir) / name
+
+
+def transcript_path(researchers_dir: Path | None, name: str) -> Path | None:
+    base = home(researchers_dir, name)
+    return None if base is None else base / "state" / "transcript.jsonl"
+
+
+def read_info(researchers_dir: Path | None, name: str) -> dict:
+    """researcher.json's known keys, as strings; {} when absent or unreadable."""
+    base = home(researchers_dir, name)
+    if base is None:
+        return {}
+    try:
+        data = json.loads((base / "researcher.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: str(data[k]) for k in INFO_KEYS if data.get(k) is not None}
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+_cache: dict[Path, tuple[tuple[int, int], list[dict]]] = {}  # one entry per file: the latest parse
+_cache_lock = threading.Lock()
+
+
+def records(path: Path | None) -> list[dict]:
+    """Parsed transcript records, re-read only when the file changed (the overview reads them all)."""
+    if path is None:
+        return []
+    stamp = _stamp(path)
+    if stamp is None:
+        return []
+    with _cache_lock:
+        hit = _cache.get(path)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    try:
+        recs = _FileRecords(path).records()
+    except OSError:
+        return []
+    with _cache_lock:
+        _cache[path] = (stamp, recs)
+    return recs
+
+
+class _FileRecords(Transcript):
+    """A transcript opened only to read: Transcript() would create its directory, this never writes."""
+
+    def __init__(self, path: Path, recs: list[dict] | None = None):  # noqa: D107 (no super(): read-only)
+        self.path = path
+        self._recs = recs
+
+    def records(self) -> list[dict]:
+        return super().records() if self._recs is None else self._recs
+
+
+def summarize(researchers_dir: Path | None, name: str) -> Summary:
+    """researcher.json when the lab wrote one; otherwise status, backend and model from the transcript."""
+    s = Summary()
+    info = read_info(researchers_dir, name)
+    s.info = info
+    path = transcript_path(researchers_dir, name)
+    recs = records(path)
+    if recs and path is not None:
+        s.has_transcript = True
+        restored = _FileRecords(path, recs).restore()
+        spend = Budget(Limits(), _PRICES, restored.spend).summary()
+        s.usd, s.tokens, s.turns = spend["usd"], spend["tokens"], spend["turns"]
+        s.sessions = restored.sessions
+        starts = [r for r in recs if r.get("type") == "session_start"]
+        if starts:
+            s.backend, s.model = _str(starts[-1].get("backend")), _str(starts[-1].get("model"))
+            s.started_at = _when(starts[0].get("t"))
+        s.updated_at = _when(recs[-1].get("t"))
+        if restored.finished is not None:
+            s.status, s.stop_reason = f"stopped: {restored.finished}", restored.finished
+        else:
+            s.status = "running" if starts else "not started"
+    elif researchers_dir is not None:
+        s.status = "not started"
+    for key in ("status", "stop_reason", "direction", "backend", "model", "started_at", "updated_at"):
+        if info.get(key):
+            setattr(s, key, info[key])
+    return s
+
+
+def _str(v: object) -> str | None:
+    return None if v is None else str(v)
+
+
+def _when(t: object) -> str | None:
+    if not isinstance(t, int | float):
+        return None
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def clip(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… [{len(text) - limit} more characters]"
+
+
+def _as_text(value: object, limit: int) -> str:
+    """Tool inputs and results may be strings, dicts or content-block lists: show them as text."""
+    if isinstance(value, str):
+        return clip(value, limit)
+    if isinstance(value, list) and all(isinstance(b, dict) and "text" in b for b in value):
+        return clip("\n".join(str(b["text"]) for b in value), limit)
+    return clip(json.dumps(value, ensure_ascii=False, default=str, indent=1), limit)
+
+
+def _block(block: object) -> dict:
+    """One content block of a message; the Claude Code backend names its blocks by class (TextBlock)."""
+    if not isinstance(block, dict):
+        return {"kind": "other", "text": _as_text(block, TOOL_CHARS)}
+    kind = str(block.get("type", ""))
+    if kind in ("text", "TextBlock"):
+        return {"kind": "text", "text": clip(str(block.get("text", "")), TEXT_CHARS)}
+    if kind in ("tool_use", "ToolUseBlock"):
+        return {
+            "kind": "tool_use",
+            "name": str(block.get("name", "?")),
+            "id": str(block.get("id", "")),
+            "input": _as_text(block.get("input", {}), TOOL_CHARS),
+        }
+    if kind in ("tool_result", "ToolResultBlock"):
+        return {
+            "kind": "tool_result",
+            "id": str(block.get("tool_use_id", "")),
+            "text": _as_text(block.get("content", ""), TOOL_CHARS),
+            "is_error": bool(block.get("is_error")),
+        }
+    if kind in ("thinking", "ThinkingBlock"):
+        return {"kind": "thinking", "text": clip(str(block.get("thinking", "")), TEXT_CHARS)}
+    return {"kind": "other", "text": _as_text(block, TOOL_CHARS)}
+
+
+def events(recs: list[dict]) -> list[dict]:
+    """Transcript records as display events, in order.
+
+    A tool's answer is written twice (a ``tool_result`` record with its name and duration, then the
+    user message that hands it to the model); it is shown once, from the record. ``tool_start`` is
+    shown as the assistant's tool_use block.
+    """
+    out: list[dict] = []
+    shown_results: set[str] = set()
+    for rec in recs:
+        kind = rec.get("type")
+        base = {"type": kind, "when": _when(rec.get("t")), "session": rec.get("session")}
+        if kind == "message":
+            msg = rec.get("message") or {}
+            blocks = msg.get("content")
+            if isinstance(blocks, str):
+                blocks = [{"type": "text", "text": blocks}]
+            views = [_block(b) for b in blocks or []]
+            views = [v for v in views if not (v["kind"] == "tool_result" and v["id"] in shown_results)]
+            if views:
+                out.append({**base, "role": str(msg.get("role", "?")), "blocks": views})
+        elif kind == "tool_result":
+            shown_results.add(str(rec.get("id", "")))
+            out.append(
+                {
+                    **base,
+                    "name": str(rec.get("name", "?")),
+                    "text": _as_text(rec.get("content", ""), TOOL_CHARS),
+                    "is_error": bool(rec.get("is_error")),
+                    "seconds": rec.get("seconds"),
+                }
+            )
+        elif kind == "usage":
+            usage = rec.get("usage") or {}
+            tokens = sum(v for v in usage.values() if isinstance(v, int))
+            cost = rec.get("cost_usd")
+            out.append({**base, "model": str(rec.get("model", "?")), "tokens": tokens, "cost": cost})
+        elif kind in ("session_start", "session_end", "official_run", "compaction", "event"):
+            out.append({**base, "text": _line(kind, rec)})
+    return out
+
+
+def _line(kind: str, rec: dict) -> str:
+    if kind == "session_start":
+        resumed = " (resumed)" if rec.get("resumed") else ""
+        return f"session {rec.get('session')} started: {rec.get('backend')} / {rec.get('model')}{resumed}"
+    if kind == "session_end":
+        return f"session {rec.get('session')} ended: {rec.get('reason')}"
+    if kind == "official_run":
+        commit = str(rec.get("commit", ""))[:10]
+        what = f"{rec.get('idea_path')} @ {commit} on {rec.get('task')}"
+        return f"official run {rec.get('run_id')} submitted: {what}"
+    if kind == "compaction":
+        return f"context compacted: {rec.get('before')} messages -> {len(rec.get('messages') or [])}"
+    return clip(f"{rec.get('what', 'event')}: {rec.get('error', '')}", TOOL_CHARS)
