@@ -150,7 +150,7 @@ def review_cmd(
     from aar.referee.config import RefereeConfig
     from aar.referee.db import Database
     from aar.referee.errors import ApiError
-    from aar.referee.routes import list_flags
+    from aar.referee.flags import list_flags
 
     config = RefereeConfig.load(data, db_url=db)
     database = Database(config.database_url)

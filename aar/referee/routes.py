@@ -10,9 +10,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 
 from aar.referee import audit, schemas
+from aar.referee import flags as review_flags
 from aar.referee.auth import Identity
 from aar.referee.codestore import GitError
-from aar.referee.db import Agent, AuditEntry, Flag, Run, utcnow
+from aar.referee.db import Agent, AuditEntry, Run
 from aar.referee.errors import ApiError
 from aar.referee.runs import run_view
 
@@ -306,27 +307,11 @@ def build_router(ref) -> APIRouter:  # noqa: ANN001 (aar.referee.app.Referee; av
         offset: int = Query(0, ge=0, le=10**9),
         _admin: Identity = Depends(admin),
     ):
-        return list_flags(ref.db, state, limit, offset)
+        return review_flags.list_flags(ref.db, state, limit, offset)
 
     @r.post("/admin/flags/{flag_id}/close", response_model=schemas.FlagOut)
     def close_flag(flag_id: Id, body: schemas.FlagClose, request: Request, me: Identity = Depends(admin)):
-        with ref.db.write() as session:
-            flag = session.get(Flag, flag_id)
-            if flag is None:
-                raise ApiError(404, f"no flag {flag_id}")
-            flag.state = "closed"
-            flag.resolution = body.resolution
-            flag.updated_at = utcnow()
-            audit.record(
-                session,
-                agent_id=me.id,
-                action="flags.close",
-                method="POST",
-                path=request.url.path,
-                detail={"flag_id": flag_id, "resolution": body.resolution},
-            )
-            session.flush()
-            return flag_view(flag, None)
+        return review_flags.close_flag(ref.db, me, flag_id, body.resolution, request.url.path)
 
     @r.post("/admin/runs/{run_id}/review", response_model=schemas.RunOut)
     def review_run(run_id: Id, body: schemas.ReviewIn, request: Request, me: Identity = Depends(admin)):
@@ -364,27 +349,3 @@ def build_router(ref) -> APIRouter:  # noqa: ANN001 (aar.referee.app.Referee; av
             }
 
     return r
-
-
-def flag_view(flag: Flag, agent: str | None) -> dict:
-    return {
-        "id": flag.id,
-        "kind": flag.kind,
-        "subject_type": flag.subject_type,
-        "subject_id": flag.subject_id,
-        "agent": agent,
-        "task": flag.task,
-        "evidence": flag.evidence,
-        "state": flag.state,
-        "resolution": flag.resolution,
-        "created_at": flag.created_at.isoformat(),
-    }
-
-
-def list_flags(db, state: str, limit: int, offset: int) -> list[dict]:  # noqa: ANN001
-    with db.read() as session:
-        q = select(Flag, Agent.name).outerjoin(Agent, Agent.id == Flag.agent_id)
-        if state != "all":
-            q = q.where(Flag.state == state)
-        rows = session.execute(q.order_by(Flag.id).limit(limit).offset(offset)).all()
-        return [flag_view(f, name) for f, name in rows]

@@ -11,11 +11,9 @@ import datetime as dt
 
 from sqlalchemy import select
 
-from aar.referee import audit
-from aar.referee.auth import Identity
-from aar.referee.db import Agent, Database, Flag, Run, utcnow
+from aar.referee.db import Agent, Database, Flag, Run
 from aar.referee.errors import ApiError
-from aar.referee.routes import flag_view
+from aar.referee.flags import flag_view
 from aar.referee.runs import BASELINE_AGENT
 
 
@@ -159,24 +157,3 @@ def review_queue(db: Database) -> tuple[list[dict], list[dict]]:
             queue.append(row)
     queue.sort(key=lambda r: (not r["flags"], r["run_id"]))  # flagged runs first
     return queue, open_flags
-
-
-def close_flag(db: Database, me: Identity, flag_id: int, resolution: str, path: str) -> None:
-    """Close one flag with a human's resolution, audited (as POST /api/v1/admin/flags/{id}/close)."""
-    with db.write() as session:
-        flag = session.get(Flag, flag_id)
-        if flag is None:
-            raise ApiError(404, f"no flag {flag_id}")
-        if flag.state != "open":
-            raise ApiError(409, f"flag {flag_id} is already {flag.state}")
-        flag.state = "closed"
-        flag.resolution = resolution
-        flag.updated_at = utcnow()
-        audit.record(
-            session,
-            agent_id=me.id,
-            action="flags.close",
-            method="POST",
-            path=path,
-            detail={"flag_id": flag_id, "resolution": resolution},
-        )

@@ -15,6 +15,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import select
 
+from aar.referee import flags as review_flags
 from aar.referee.auth import NAME_RE
 from aar.referee.db import Run
 from aar.referee.errors import ApiError
@@ -273,7 +274,7 @@ def build_dashboard(ref, guard: Guard | None = None) -> APIRouter:  # noqa: ANN0
         guard.check_post(request, v, csrf)
         if not resolution.strip():
             raise ApiError(422, "a resolution is required to close a flag")
-        queries.close_flag(ref.db, v.me, flag_id, resolution.strip(), request.url.path)
+        review_flags.close_flag(ref.db, v.me, flag_id, resolution.strip(), request.url.path)
         return RedirectResponse(f"/review?closed={flag_id}", status_code=303)
 
     return r
