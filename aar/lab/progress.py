@@ -61,6 +61,12 @@ class Progress:
             self.last_plain = now
             self.lab.console.print(self.plain())
 
+    @staticmethod
+    def active_minutes(m) -> float:  # noqa: ANN001 (aar.lab.runner.Member)
+        """Earlier sessions' active time (from the transcript) plus this process's running time."""
+        now = time.monotonic() - m.launched if m.launched is not None else 0.0
+        return (m.account.get("seconds", 0.0) + now) / 60
+
     def table(self) -> Table:
         best = best_runs(self.runs)
         queued = sum(1 for r in self.runs if r["status"] in ("queued", "running"))
@@ -78,7 +84,7 @@ class Progress:
             pgr, ci = home_pgr(b) if b else (None, [])
             t.add_row(
                 m.spec.name,
-                m.status if m.status != "running" else f"running ({a.get('seconds', 0) / 60:.0f}+ min)",
+                m.status if m.status != "running" else f"running ({self.active_minutes(m):.1f} min)",
                 f"{a.get('usd', 0):.2f}",
                 str(a.get("tokens", 0)),
                 str(a.get("turns", 0)),

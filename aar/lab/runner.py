@@ -52,6 +52,7 @@ class Member:
     status: str = "pending"  # pending | running | finished | stopped | crashed
     stop_reason: str | None = None
     started_at: str | None = None
+    launched: float | None = None  # time.monotonic() of the current process's start
     account: dict = field(default_factory=dict)
 
     def describe(self) -> dict:
@@ -264,7 +265,7 @@ class Lab:
             args, log=self.dir.logs / f"{s.name}.log", env=env, death_signal="SIGINT", tag=self.tag
         )
         self._remember_pid(m.proc.pid)
-        m.status, m.started_at = "running", now_iso()
+        m.status, m.started_at, m.launched = "running", now_iso(), time.monotonic()
         self._write_member(m)
 
     def _write_member(self, m: Member) -> None:
