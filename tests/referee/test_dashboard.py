@@ -334,3 +334,11 @@ def test_pages_work_without_a_researchers_dir(make_env):
     assert env.client.get("/", headers=h).status_code == 200
     page = env.client.get("/researchers/carol", headers=h)
     assert page.status_code == 200 and "no researchers dir" in page.text
+
+
+def test_overview_reloads_itself_only_while_someone_is_running(dash, tmp_path):
+    refresh = '<meta http-equiv="refresh"'
+    assert refresh in dash.client.get("/", headers=bearer(dash, "bob")).text  # alice is running
+    info = tmp_path / "researchers" / "alice" / "researcher.json"
+    info.write_text(json.dumps({**json.loads(info.read_text()), "status": "finished"}))
+    assert refresh not in dash.client.get("/", headers=bearer(dash, "bob")).text

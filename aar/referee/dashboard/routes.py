@@ -116,6 +116,8 @@ def build_dashboard(ref, guard: Guard | None = None) -> APIRouter:  # noqa: ANN0
             researchers=rows,
             chart_json=script_json(chart),
             has_points=any(d["points"] for d in chart["datasets"]),
+            # while anyone is still working the page reloads itself (a meta refresh: no script needed)
+            live=any(row["summary"].status == "running" for row in rows),
         )
 
     @r.get("/leaderboard", response_class=HTMLResponse)
