@@ -212,6 +212,20 @@ def load(path: Path, overrides: list[str] | None = None) -> Campaign:
     return parse(data, str(path), overrides)
 
 
+KEY_FOR_BACKEND = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
+
+
+def missing_credentials(c: Campaign, env: dict[str, str]) -> list[str]:
+    """Researchers whose backend cannot authenticate: found before anything starts, not after three
+    crashed restarts. A base_url (a proxy or a local server) may not need a key, so it is not flagged."""
+    problems = []
+    for r in c.resolved():
+        key = KEY_FOR_BACKEND.get(r.backend)
+        if key and not env.get(key) and not r.base_url:
+            problems.append(f"researcher {r.name}: backend {r.backend} needs {key} in the environment")
+    return problems
+
+
 def fingerprint(c: Campaign) -> str:
     """What must not change when a killed campaign is resumed (the testbed and the referee's rules)."""
     stable = {"testbed": c.testbed.model_dump(), "seeds": c.referee.seeds}

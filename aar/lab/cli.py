@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
-from aar.lab.campaign import Campaign, CampaignError, load
+from aar.lab.campaign import Campaign, CampaignError, load, missing_credentials
 
 app = typer.Typer(
     help="The lab: campaigns of researchers, their referee, dashboard and report.",
@@ -65,6 +66,9 @@ def run_campaign(
     apply_minutes(campaign, minutes)
     if researchers is not None:
         campaign.n_researchers = researchers
+    missing = missing_credentials(campaign, dict(os.environ))
+    if missing:
+        fail("; ".join(missing) + " (or set defaults.base_url for a proxy)")
     try:
         return Lab(campaign, folder, console=console).run()
     except CampaignError as exc:

@@ -3,6 +3,7 @@ error naming the field (CLI: exit 2, one message, no traceback)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from aar.lab.cli import apply_minutes
 from aar.lab.directions import DEFAULT_DIRECTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
+AAR_CMD = [sys.executable, "-m", "aar.cli"]
 
 
 def test_shipped_campaigns_load_and_resolve() -> None:
@@ -85,10 +87,22 @@ def test_cli_reports_bad_files_without_traceback(tmp_path: Path) -> None:
         (tmp_path / "missing.yaml", "cannot read"),
     ):
         r = subprocess.run(
-            [sys.executable, "-m", "aar.cli", "lab", "run", str(path), "--out", str(tmp_path / "o")],
+            [*AAR_CMD, "lab", "run", str(path), "--out", str(tmp_path / "o")],
             capture_output=True,
             text=True,
         )
         assert r.returncode == 2, r.stderr
         assert needle in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "o").exists()  # nothing started
+
+
+def test_missing_api_keys_are_reported_before_anything_starts(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY")}
+    r = subprocess.run(
+        [*AAR_CMD, "lab", "run", str(ROOT / "campaigns" / "claude.yaml"), "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert r.returncode == 2 and "researcher r1-prior: backend anthropic needs ANTHROPIC_API_KEY" in r.stderr
+    assert "r9-truth" in r.stderr and not (tmp_path / "o").exists()
