@@ -71,7 +71,7 @@ def run_campaign(
         fail("; ".join(missing) + " (or set defaults.base_url for a proxy)")
     try:
         return Lab(campaign, folder, console=console).run()
-    except CampaignError as exc:
+    except (CampaignError, RuntimeError) as exc:  # RuntimeError: the referee failed (its log is named)
         fail(str(exc))
         raise
 
