@@ -169,7 +169,7 @@ def demo(minutes: float | None, agents: int | None, out: Path) -> None:
     from aar.lab.report import write_summary
 
     state = CampaignDir(out).read_state()
-    if state and state.get("status") not in (None, "running", "interrupted", "stopped"):
+    if state.get("status") == "budget":  # finished: start afresh; anything else is resumed
         kept = out.with_name(f"{out.name}-{state.get('created_at', 'old').replace(':', '')}")
         out.rename(kept)
         console.print(f"an earlier finished demo was moved to {kept}")

@@ -114,6 +114,9 @@ class Lab:
         except KeyboardInterrupt:
             self.console.print("[yellow]interrupted: stopping researchers and the referee[/yellow]")
             stop_reason = "interrupted"
+        except Exception:
+            stop_reason = "failed"
+            raise
         finally:
             signal.signal(signal.SIGTERM, previous)
             try:

@@ -202,3 +202,12 @@ def test_a_campaign_folder_refuses_another_testbed(finished_campaign) -> None:
     r = run_lab([str(other), "--out", str(finished_campaign.folder)], timeout=120)
     assert r.returncode == 2 and "another testbed or seed count" in r.stderr
     assert os.path.exists(finished_campaign.folder / "report.md")
+
+
+def test_a_referee_that_cannot_start_is_a_clear_error(tmp_path: Path) -> None:
+    campaign = write_campaign(tmp_path / "mini.yaml", minutes=0.2)
+    r = run_lab([str(campaign), "--out", str(tmp_path / "run"), "--set", "referee.host=203.0.113.7"], 300)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "the referee exited with code 2" in r.stderr and "cannot listen" in r.stderr
+    state = json.loads((tmp_path / "run" / "lab.json").read_text())
+    assert state["pids"] == [] and state["status"] == "failed"
