@@ -106,3 +106,27 @@ def test_missing_api_keys_are_reported_before_anything_starts(tmp_path: Path) ->
     )
     assert r.returncode == 2 and "researcher r1-prior: backend anthropic needs ANTHROPIC_API_KEY" in r.stderr
     assert "r9-truth" in r.stderr and not (tmp_path / "o").exists()
+
+
+def test_demo_keeps_a_finished_demo_aside_and_resumes_an_unfinished_one(tmp_path: Path, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from aar.lab import cli
+
+    started: list[Path] = []
+
+    def fake_run(target: Path, **kw) -> SimpleNamespace:
+        started.append(kw["out"])
+        result = {"snapshot": {}, "stop_reason": "budget", "report": None, "dashboard_url": None}
+        return SimpleNamespace(**result, out=kw["out"])
+
+    monkeypatch.setattr(cli, "run_campaign", fake_run)
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "lab.json").write_text('{"status": "running", "created_at": "2026-01-01T00:00:00+00:00"}')
+    cli.demo(None, None, out)  # killed earlier: resumed in place
+    assert started == [out] and (out / "lab.json").exists()
+    (out / "lab.json").write_text('{"status": "budget", "created_at": "2026-01-01T00:00:00+00:00"}')
+    cli.demo(None, None, out)  # finished earlier: kept under another name, a new demo starts
+    kept = tmp_path / "demo-2026-01-01T000000+0000"
+    assert started == [out, out] and (kept / "lab.json").exists() and not out.exists()
