@@ -100,50 +100,87 @@ class Transcript:
                 self._handle = None
 
     def records(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        out = []
-        with open(self.path, encoding="utf-8") as f:
-            for line in f:
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue  # a line torn by a kill
-        return out
+        return read_records(self.path)
 
     def restore(self) -> Restored:
-        r = Restored()
-        session_span: dict[int, list[float]] = {}
-        for rec in self.records():
-            sess = rec.get("session", 0)
-            span = session_span.setdefault(sess, [rec["t"], rec["t"]])
-            span[1] = max(span[1], rec["t"])
-            kind = rec["type"]
-            if kind == "session_start":
-                r.sessions = max(r.sessions, sess)
-                r.finished = None
-            elif kind == "message":
-                r.messages.append(rec["message"])
-                if rec["message"]["role"] == "assistant":
-                    r.answered = {}
-            elif kind == "compaction":
-                r.messages = list(rec["messages"])
-            elif kind == "usage":
-                model = rec["model"]
-                r.spend.usage[model] = r.spend.usage.get(model, Usage()) + Usage.from_dict(rec["usage"])
-                r.spend.turns += 1
-            elif kind == "tool_result":
-                r.answered[rec["id"]] = rec
-            elif kind == "official_run":
-                r.spend.official_runs += 1
-                r.submitted_runs.append(rec)
-            elif kind == "session_end":
-                r.finished = rec.get("reason")
-        r.spend.seconds_before = sum(end - start for start, end in session_span.values())
-        return r
+        return restore_records(self.records())
 
     def usage_records(self) -> list[dict]:
         return [r for r in self.records() if r["type"] == "usage"]
+
+
+def read_records(path: Path) -> list[dict]:
+    """Every record of a transcript file, skipping a line torn by a kill; [] when there is no file."""
+    if not path.exists():
+        return []
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line torn by a kill
+    return out
+
+
+def restore_records(records: list[dict]) -> Restored:
+    """The conversation, spend and open tool calls that ``records`` add up to (see the module docstring)."""
+    r = Restored()
+    session_span: dict[int, list[float]] = {}
+    for rec in records:
+        sess = rec.get("session", 0)
+        span = session_span.setdefault(sess, [rec["t"], rec["t"]])
+        span[1] = max(span[1], rec["t"])
+        kind = rec["type"]
+        if kind == "session_start":
+            r.sessions = max(r.sessions, sess)
+            r.finished = None
+        elif kind == "message":
+            r.messages.append(rec["message"])
+            if rec["message"]["role"] == "assistant":
+                r.answered = {}
+        elif kind == "compaction":
+            r.messages = list(rec["messages"])
+        elif kind == "usage":
+            model = rec["model"]
+            r.spend.usage[model] = r.spend.usage.get(model, Usage()) + Usage.from_dict(rec["usage"])
+            r.spend.turns += 1
+        elif kind == "tool_result":
+            r.answered[rec["id"]] = rec
+        elif kind == "official_run":
+            r.spend.official_runs += 1
+            r.submitted_runs.append(rec)
+        elif kind == "session_end":
+            r.finished = rec.get("reason")
+    r.spend.seconds_before = sum(end - start for start, end in session_span.values())
+    return r
+
+
+_cache: dict[Path, tuple[tuple[int, int], list[dict]]] = {}  # one entry per file: its latest parse
+_cache_lock = threading.Lock()
+
+
+def cached_records(path: Path | None) -> list[dict]:
+    """Read-only records for watchers (the lab's live table, the dashboard) that ask every few seconds:
+    re-parsed only when the file's mtime or size changed. Never creates or writes anything."""
+    if path is None:
+        return []
+    try:
+        st = path.stat()
+    except OSError:
+        return []
+    stamp = (st.st_mtime_ns, st.st_size)
+    with _cache_lock:
+        hit = _cache.get(path)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    try:
+        recs = read_records(path)
+    except OSError:
+        return []
+    with _cache_lock:
+        _cache[path] = (stamp, recs)
+    return recs

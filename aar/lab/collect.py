@@ -10,7 +10,10 @@ import httpx
 
 from aar.agents.budget import Budget, Limits
 from aar.agents.prices import load_prices
-from aar.agents.transcript import Transcript
+from aar.agents.transcript import cached_records, restore_records
+from aar.lab.report import home_pgr
+
+_PRICES = load_prices(None)
 
 
 class RefereeView:
@@ -53,28 +56,14 @@ class RefereeView:
         return int(self._get("/posts", author=author, limit=1)["total"])  # type: ignore[index]
 
 
-_ACCOUNTS: dict[Path, tuple[tuple[int, int], dict]] = {}
-
-
 def researcher_account(transcript: Path) -> dict:
-    """Spend and stop reason from a transcript (missing file: nothing spent yet). Re-read only when the
-    file changed: the live progress view asks every few seconds."""
-    try:
-        st = transcript.stat()
-    except FileNotFoundError:
+    """Spend and stop reason from a transcript (missing file: nothing spent yet). The records are
+    re-read only when the file changed: the live progress view asks every few seconds."""
+    recs = cached_records(transcript)
+    if not recs:
         return {"usd": 0.0, "tokens": 0, "turns": 0, "official_runs": 0, "seconds": 0.0, "last_stop": None}
-    key = (st.st_size, st.st_mtime_ns)
-    cached = _ACCOUNTS.get(transcript)
-    if cached and cached[0] == key:
-        return cached[1]
-    account = _read_account(transcript)
-    _ACCOUNTS[transcript] = (key, account)
-    return account
-
-
-def _read_account(transcript: Path) -> dict:
-    restored = Transcript(transcript).restore()
-    summary = Budget(Limits(), load_prices(None), restored.spend).summary()
+    restored = restore_records(recs)
+    summary = Budget(Limits(), _PRICES, restored.spend).summary()
     return {
         "usd": summary["usd"],
         "tokens": summary["tokens"],
@@ -86,20 +75,15 @@ def _read_account(transcript: Path) -> dict:
     }
 
 
-def home_pgr(run: dict) -> tuple[float | None, list]:
-    res = (run.get("results") or {}).get(run.get("task") or "", {}) or {}
-    return res.get("pgr"), res.get("pgr_ci") or [None, None]
-
-
 def best_runs(runs: list[dict]) -> dict[str, dict]:
     """Each author's best done, non-rejected run by home PGR."""
     best: dict[str, dict] = {}
     for r in runs:
-        pgr, _ = home_pgr(r)
+        pgr = home_pgr(r)
         if r["status"] != "done" or r["review_state"] == "rejected" or pgr is None:
             continue
         cur = best.get(r["author"])
-        if cur is None or pgr > (home_pgr(cur)[0] or -1e9):
+        if cur is None or pgr > (home_pgr(cur) or -1e9):
             best[r["author"]] = r
     return best
 

@@ -8,6 +8,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from aar.atomic import atomic_write
+
 
 @dataclass(frozen=True)
 class CampaignDir:
@@ -102,11 +104,4 @@ class CampaignDir:
 
 def write_json(path: Path, data: object, mode: int = 0o644) -> None:
     """Atomic and durable: a reader sees the old or the new file, never half of one."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, json.dumps(data, indent=2, default=str).encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=2, default=str), mode=mode)

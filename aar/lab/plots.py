@@ -22,10 +22,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from aar.atomic import atomic_write
 from aar.lab.report import (
     CI,
     Run,
-    atomic_write_bytes,
     baselines,
     best_by_researcher,
     ci_of,
@@ -69,7 +69,7 @@ def _save(fig: Figure, path: Path) -> Path:
     """Render to memory, then replace the file atomically (a viewer never sees half a PNG)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", facecolor="white")
-    return atomic_write_bytes(Path(path), buf.getvalue())
+    return atomic_write(Path(path), buf.getvalue())
 
 
 def _message(ax, text: str) -> None:

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 from rich.live import Live
 from rich.table import Table
 
-from aar.lab.collect import best_runs, home_pgr, researcher_account
+from aar.lab.collect import best_runs, researcher_account
+from aar.lab.report import home_ci, home_pgr
 
 if TYPE_CHECKING:
     from aar.lab.runner import Lab
@@ -18,8 +19,8 @@ REFRESH_S = 3.0
 PLAIN_EVERY_S = 30.0
 
 
-def _ci(ci: list) -> str:
-    lo, hi = (ci + [None, None])[:2]
+def _ci(ci: tuple) -> str:
+    lo, hi = ci
     return "" if lo is None or hi is None else f" [{lo:.2f}, {hi:.2f}]"
 
 
@@ -81,7 +82,7 @@ class Progress:
             a = m.account
             runs = sum(1 for r in self.runs if r["author"] == m.spec.name)
             b = best.get(m.spec.name)
-            pgr, ci = home_pgr(b) if b else (None, [])
+            pgr, ci = (home_pgr(b), home_ci(b)) if b else (None, (None, None))
             t.add_row(
                 m.spec.name,
                 m.status if m.status != "running" else f"running ({self.active_minutes(m):.1f} min)",
@@ -98,7 +99,7 @@ class Progress:
         parts = []
         for m in self.lab.members:
             b = best.get(m.spec.name)
-            pgr = home_pgr(b)[0] if b else None
+            pgr = home_pgr(b) if b else None
             n = sum(1 for r in self.runs if r["author"] == m.spec.name)
             parts.append(f"{m.spec.name} {m.status} runs={n} best={'-' if pgr is None else f'{pgr:.3f}'}")
         return f"[{(time.monotonic() - self.t0) / 60:.1f} min] " + "; ".join(parts)

@@ -19,14 +19,14 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+
+from aar.atomic import atomic_write
 
 log = logging.getLogger("aar.lab.report")
 
@@ -38,27 +38,7 @@ LEADERBOARD_ROWS = 50  # rows of the Markdown leaderboard; the rest stay in snap
 TERMINAL_ROWS = 10
 
 
-# -- atomic writes ------------------------------------------------------------------------------------
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write via a temporary file in the same folder + ``os.replace``: a reader (the dashboard, a
-    half-finished campaign's rerun) never sees a truncated report or image."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
+# -- JSON ---------------------------------------------------------------------------------------------
 
 
 def json_safe(obj: Any) -> Any:
@@ -329,7 +309,7 @@ def summary(snapshot: dict) -> dict:
 
 
 def write_summary(path: Path, snapshot: dict) -> Path:
-    return atomic_write_text(Path(path), _dump_json(summary(snapshot)))
+    return atomic_write(Path(path), _dump_json(summary(snapshot)))
 
 
 # -- terminal ---------------------------------------------------------------------------------------
@@ -582,6 +562,11 @@ def render_markdown(snapshot: dict, images: dict[str, str], errors: dict[str, st
     return "\n\n".join(parts) + "\n"
 
 
+def write_snapshot(out_dir: Path, snapshot: dict) -> Path:
+    """snapshot.json: what the report was made from (standard JSON: NaN written as null)."""
+    return atomic_write(Path(out_dir) / "snapshot.json", _dump_json(snapshot))
+
+
 def write_report(out_dir: Path, snapshot: dict) -> Path:
     """Write ``report.md``, ``plots/*.png`` and ``snapshot.json`` under ``out_dir``; return the report
     path. A plot that fails is logged and named in the report instead of losing the whole report."""
@@ -589,7 +574,7 @@ def write_report(out_dir: Path, snapshot: dict) -> Path:
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "snapshot.json", _dump_json(snapshot))
+    write_snapshot(out_dir, snapshot)
     images: dict[str, str] = {}
     errors: dict[str, str] = {}
     for name, caption, draw in plots.FIGURES:
@@ -599,4 +584,4 @@ def write_report(out_dir: Path, snapshot: dict) -> Path:
         except Exception as exc:  # a broken figure must not cost the report
             log.warning("plot %s failed", name, exc_info=True)
             errors[caption] = f"{type(exc).__name__}: {exc}"
-    return atomic_write_text(out_dir / "report.md", render_markdown(snapshot, images, errors))
+    return atomic_write(out_dir / "report.md", render_markdown(snapshot, images, errors))

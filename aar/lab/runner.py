@@ -394,10 +394,10 @@ class Lab:
         }
 
     def _report(self, snapshot: dict) -> Path | None:
-        from aar.lab.report import write_report
+        from aar.lab.report import write_report, write_snapshot
 
         if not snapshot["runs"]:
-            write_json(self.dir.root / "snapshot.json", snapshot)
+            write_snapshot(self.dir.root, snapshot)
             return None
         return write_report(self.dir.root, snapshot)
 

@@ -9,6 +9,8 @@ import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from aar.atomic import atomic_write
+
 CONFIG_FILE = "referee.json"
 
 
@@ -64,11 +66,7 @@ class RefereeConfig:
     def save(self) -> None:
         data = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
         data.pop("data_dir")
-        path = self.data_dir / CONFIG_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2))
-        os.chmod(tmp, 0o600)
-        tmp.replace(path)
+        atomic_write(self.data_dir / CONFIG_FILE, json.dumps(data, indent=2), mode=0o600)
 
     @classmethod
     def load(cls, data_dir: Path, **overrides) -> RefereeConfig:

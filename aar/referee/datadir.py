@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aar.atomic import atomic_write
 from aar.w2s.methods import IdeaContext
 from aar.w2s.pgr import pgr_stats
 from aar.w2s.student import HeadProtocol
@@ -28,16 +29,6 @@ TASKS_DIR = "tasks"
 
 class DataDirError(RuntimeError):
     """The data dir is missing, incomplete or not private."""
-
-
-def _private_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
 
 
 def init_data_dir(
@@ -77,7 +68,7 @@ def init_data_dir(
         for split in ("dev", "final"):
             arrays[f"ceiling_{split}"] = prep.ceiling(split).astype(np.float64)
         buf = _npz_bytes(arrays)
-        _private_write(tdir / "arrays.npz", buf)
+        atomic_write(tdir / "arrays.npz", buf, mode=0o600)
         meta = {
             "name": name,
             "domain": prep.task.domain,
@@ -88,11 +79,11 @@ def init_data_dir(
             "protocol_c": prep.protocol.c,
             "rows": rows,
         }
-        _private_write(tdir / "meta.json", json.dumps(meta).encode())
+        atomic_write(tdir / "meta.json", json.dumps(meta), mode=0o600)
         manifest["tasks"][name] = role
         sizes = ", ".join(f"{s}={len(r['ids'])}" for s, r in rows.items())
         log(f"{name}: {sizes} ({time.perf_counter() - start:.1f} s)")
-    _private_write(data_dir / "manifest.json", json.dumps(manifest, indent=2).encode())
+    atomic_write(data_dir / "manifest.json", json.dumps(manifest, indent=2), mode=0o600)
     return names
 
 

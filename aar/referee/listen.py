@@ -7,6 +7,8 @@ import os
 import socket
 from pathlib import Path
 
+from aar.atomic import atomic_write
+
 
 def bind_sockets(
     host: str, port: int | None, uds: Path | None, port_file: Path | None
@@ -32,9 +34,7 @@ def bind_sockets(
         sock = socket.create_server((host, port), family=family, reuse_port=False)
         sockets.append(sock)
         if port_file is not None:
-            tmp = Path(str(port_file) + ".tmp")
-            tmp.write_text(str(sock.getsockname()[1]))
-            os.replace(tmp, port_file)
+            atomic_write(port_file, str(sock.getsockname()[1]), durable=False)
     for sock in sockets:
         sock.set_inheritable(True)
     return sockets

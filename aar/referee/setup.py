@@ -7,29 +7,12 @@ a state the next call completes.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
+from aar.atomic import atomic_write
 from aar.referee.auth import ensure_agent, new_token
 from aar.referee.config import RefereeConfig
-
-
-def write_secret(path: Path, text: str) -> None:
-    """Write a 0600 file atomically and durably (fsync file and directory)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 def ensure_token(db, path: Path, name: str, *, admin: bool = False) -> str:  # noqa: ANN001 (Database)
@@ -38,7 +21,7 @@ def ensure_token(db, path: Path, name: str, *, admin: bool = False) -> str:  # n
         token = path.read_text().strip()
     else:
         token = new_token()
-        write_secret(path, token + "\n")
+        atomic_write(path, token + "\n", mode=0o600)
     ensure_agent(db, name, token, admin=admin)
     return token
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aar.agents.budget import Budget, Limits
 from aar.agents.prices import load_prices
-from aar.agents.transcript import Transcript
+from aar.agents.transcript import cached_records, restore_records
 from aar.referee.auth import NAME_RE
 
 TEXT_CHARS = 4000  # a message's text block
@@ -70,47 +69,9 @@ def read_info(researchers_dir: Path | None, name: str) -> dict:
     return {k: str(data[k]) for k in INFO_KEYS if data.get(k) is not None}
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_mtime_ns, st.st_size
-
-
-_cache: dict[Path, tuple[tuple[int, int], list[dict]]] = {}  # one entry per file: the latest parse
-_cache_lock = threading.Lock()
-
-
 def records(path: Path | None) -> list[dict]:
     """Parsed transcript records, re-read only when the file changed (the overview reads them all)."""
-    if path is None:
-        return []
-    stamp = _stamp(path)
-    if stamp is None:
-        return []
-    with _cache_lock:
-        hit = _cache.get(path)
-    if hit is not None and hit[0] == stamp:
-        return hit[1]
-    try:
-        recs = _FileRecords(path).records()
-    except OSError:
-        return []
-    with _cache_lock:
-        _cache[path] = (stamp, recs)
-    return recs
-
-
-class _FileRecords(Transcript):
-    """A transcript opened only to read: Transcript() would create its directory, this never writes."""
-
-    def __init__(self, path: Path, recs: list[dict] | None = None):  # noqa: D107 (no super(): read-only)
-        self.path = path
-        self._recs = recs
-
-    def records(self) -> list[dict]:
-        return super().records() if self._recs is None else self._recs
+    return cached_records(path)
 
 
 def summarize(researchers_dir: Path | None, name: str) -> Summary:
@@ -122,7 +83,7 @@ def summarize(researchers_dir: Path | None, name: str) -> Summary:
     recs = records(path)
     if recs and path is not None:
         s.has_transcript = True
-        restored = _FileRecords(path, recs).restore()
+        restored = restore_records(recs)
         spend = Budget(Limits(), _PRICES, restored.spend).summary()
         s.usd, s.tokens, s.turns = spend["usd"], spend["tokens"], spend["turns"]
         s.sessions = restored.sessions
