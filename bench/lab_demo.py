@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from aar.lab import report
+
 AAR = [sys.executable, "-m", "aar.cli"]
 
 
@@ -46,18 +48,13 @@ def main(argv: list[str] | None = None) -> dict:
         proc.check_returncode()
         wall = time.monotonic() - t0
         snap = json.loads((root / "snapshot.json").read_text())
-        summary = json.loads((root / "summary.json").read_text())
     finally:
         if args.out is None:
             shutil.rmtree(root.parent, ignore_errors=True)
 
-    board = summary["leaderboard"]
-    vanilla = summary["baselines"].get("vanilla", {})
-    best = max(
-        (r for r in board if r["review"] != "rejected" and r["pgr_ci"][0] is not None),
-        key=lambda r: r["pgr_ci"][0],
-        default=None,
-    )
+    best_run = report.best_run(snap)  # the report's rule: highest CI lower bound, rejected runs excluded
+    best = report.summary_row(best_run) if best_run else None
+    vanilla = report.summary(snap)["baselines"].get("vanilla", {})
     researchers = snap["researchers"]
     setup = re.search(r"referee ready \((\d+) s\)", proc.stderr)
     out = {
@@ -69,9 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
         "flags": len(snap["flags"]),
         "best": best,
         "vanilla": vanilla,
-        "best_ci_above_vanilla_ci": bool(
-            best and vanilla.get("pgr_ci") and best["pgr_ci"][0] > (vanilla["pgr_ci"][1] or 1e9)
-        ),
+        "best_ci_above_vanilla_ci": report.ci_above_vanilla(snap),
         "best_over_vanilla_pgr": (
             round(best["pgr"] / vanilla["pgr"], 2) if best and vanilla.get("pgr") else None
         ),

@@ -290,20 +290,22 @@ def _ci_list(ci: CI) -> list[float | None]:
     return [ci[0], ci[1]]
 
 
+def summary_row(r: Run) -> dict:
+    """One run as summary.json lists it."""
+    return {
+        "author": r.get("author"),
+        "commit": r.get("commit"),
+        "task": r.get("task"),
+        "pgr": home_pgr(r),
+        "pgr_ci": _ci_list(home_ci(r)),
+        "held_out": {t: num(v.get("pgr")) for t, v in held_out_results(r).items()},
+        "review": r.get("review_state"),
+    }
+
+
 def summary(snapshot: dict) -> dict:
     """``{"leaderboard": [...], "baselines": {...}}``: the few numbers a demo run is judged by."""
-    board = [
-        {
-            "author": r.get("author"),
-            "commit": r.get("commit"),
-            "task": r.get("task"),
-            "pgr": home_pgr(r),
-            "pgr_ci": _ci_list(home_ci(r)),
-            "held_out": {t: num(v.get("pgr")) for t, v in held_out_results(r).items()},
-            "review": r.get("review_state"),
-        }
-        for r in leaderboard(snapshot)
-    ]
+    board = [summary_row(r) for r in leaderboard(snapshot)]
     base = {m: {"pgr": home_pgr(r), "pgr_ci": _ci_list(home_ci(r))} for m, r in baselines(snapshot).items()}
     return {"leaderboard": board, "baselines": base}
 
