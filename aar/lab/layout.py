@@ -40,10 +40,6 @@ class CampaignDir:
         return self.root / "data"
 
     @property
-    def tokens(self) -> Path:
-        return self.data / "tokens"
-
-    @property
     def public(self) -> Path:
         return self.root / "public"
 

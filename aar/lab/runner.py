@@ -162,10 +162,8 @@ class Lab:
         self.console.print(f"[bold]{verb} campaign {self.campaign.name}[/bold] in {self.dir.root}")
 
     def _setup_referee(self) -> None:
-        from aar.referee.config import RefereeConfig
         from aar.referee.datadir import export_public
-        from aar.referee.db import Database
-        from aar.referee.setup import ensure_token, initialise
+        from aar.referee.setup import initialise
 
         c = self.campaign
         t0 = time.monotonic()
@@ -174,7 +172,7 @@ class Lab:
                 f"preparing tasks {', '.join(c.testbed.tasks)} with {' -> '.join(c.testbed.model_pair)} "
                 "(features are extracted once and cached)"
             )
-        initialise(
+        self.tokens = initialise(
             self.dir.data,
             tasks=c.testbed.tasks,
             tier=c.testbed.tier,
@@ -187,21 +185,13 @@ class Lab:
             run_workers=c.referee.run_workers,
             researchers_dir=self.dir.researchers.resolve(),
             campaign=c.name,
+            agents=[m.spec.name for m in self.members],
         )
         done_marker = self.dir.public / ".complete"
         if not done_marker.exists():
             export_public(self.dir.data, self.dir.public)
             done_marker.write_text(now_iso())
-        self.dir.tokens.mkdir(mode=0o700, exist_ok=True)
-        db = Database(RefereeConfig.load(self.dir.data).database_url)
-        try:
-            self.tokens = {
-                m.spec.name: ensure_token(db, self.dir.tokens / f"{m.spec.name}.token", m.spec.name)
-                for m in self.members
-            }
-        finally:
-            db.dispose()
-        self.admin_token = (self.dir.data / "admin.token").read_text().strip()
+        self.admin_token = self.tokens["admin"]
         self.console.print(f"referee ready ({time.monotonic() - t0:.0f} s)")
 
     def _start_referee(self) -> None:

@@ -121,19 +121,14 @@ def add_agent_cmd(
 ) -> None:
     """Create an agent; prints its token alone on stdout (it is stored only as a hash)."""
     from aar.referee.auth import add_agent
-    from aar.referee.config import RefereeConfig
-    from aar.referee.db import Database
+    from aar.referee.setup import open_database
 
-    config = RefereeConfig.load(data, db_url=db)
-    database = Database(config.database_url)
-    database.create_all()
-    try:
-        token = add_agent(database, name, admin=admin)
-    except ValueError as exc:
-        _fail(str(exc))
-        return
-    finally:
-        database.dispose()
+    with open_database(data, db) as (_config, database):
+        try:
+            token = add_agent(database, name, admin=admin)
+        except ValueError as exc:
+            _fail(str(exc))
+            return
     print(token)
 
 
@@ -147,15 +142,11 @@ def review_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the open review queue as JSON."),
 ) -> None:
     """Without --run: list the open review queue. With --run --verdict --reason: mark a run."""
-    from aar.referee.config import RefereeConfig
-    from aar.referee.db import Database
     from aar.referee.errors import ApiError
     from aar.referee.flags import list_flags
+    from aar.referee.setup import open_database
 
-    config = RefereeConfig.load(data, db_url=db)
-    database = Database(config.database_url)
-    database.create_all()
-    try:
+    with open_database(data, db) as (config, database):
         if run is None:
             flags = list_flags(database, "open", 1000, 0)
             if as_json:
@@ -180,5 +171,3 @@ def review_cmd(
             _fail(exc.message)
             return
         print(f"run {r.id}: {r.review_state} ({reason})")
-    finally:
-        database.dispose()

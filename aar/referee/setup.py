@@ -7,12 +7,16 @@ a state the next call completes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from aar.atomic import atomic_write
 from aar.referee.auth import ensure_agent, new_token
 from aar.referee.config import RefereeConfig
+from aar.referee.db import Database
+
+TOKENS_DIR = "tokens"  # agents' tokens kept by whoever created them (the lab), 0600 in a 0700 folder
 
 
 def ensure_token(db, path: Path, name: str, *, admin: bool = False) -> str:  # noqa: ANN001 (Database)
@@ -34,12 +38,14 @@ def initialise(
     max_rows: int | None = None,
     baselines: bool = True,
     rebuild: bool = False,
+    agents: Sequence[str] = (),
     log: Callable[[str], None] = print,
     show_progress: bool = False,
     **config_overrides,
-) -> RefereeConfig:
-    """Prepare tasks (unless there already and not ``rebuild``), save the config, score baselines and
-    create the admin."""
+) -> dict[str, str]:
+    """Prepare tasks (unless there already and not ``rebuild``), save the config, score baselines,
+    create the admin (token in data/admin.token) and the named ``agents`` (data/tokens/<name>.token).
+    Returns every token it ensured, by name ("admin" included)."""
     from aar.referee.app import Referee
     from aar.referee.datadir import init_data_dir
 
@@ -56,9 +62,25 @@ def initialise(
                 log(f"scored {n} built-in baselines")
         token_file = data / "admin.token"
         existed = token_file.exists()
-        ensure_token(ref.db, token_file, "admin", admin=True)
+        tokens = {"admin": ensure_token(ref.db, token_file, "admin", admin=True)}
         if not existed:
             log(f"admin token written to {token_file}")
+        if agents:
+            (data / TOKENS_DIR).mkdir(mode=0o700, exist_ok=True)
+        for name in agents:
+            tokens[name] = ensure_token(ref.db, data / TOKENS_DIR / f"{name}.token", name)
     finally:
         ref.db.dispose()
-    return config
+    return tokens
+
+
+@contextmanager
+def open_database(data: Path, db_url: str | None = None) -> Iterator[tuple[RefereeConfig, Database]]:
+    """The referee's config and database for a one-off command (the CLI), disposed of afterwards."""
+    config = RefereeConfig.load(data, db_url=db_url)
+    database = Database(config.database_url)
+    database.create_all()
+    try:
+        yield config, database
+    finally:
+        database.dispose()
