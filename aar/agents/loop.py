@@ -217,6 +217,8 @@ class Researcher:
                 messages = self._maybe_compact(messages, completion)
         except KeyboardInterrupt:
             reason = "interrupted"
-        self.transcript.write("session_end", reason=reason, budget=self.budget.summary())
+        # final: a budget was spent or the researcher chose to stop; a resumed session would stop again
+        final = reason not in ("interrupted", "stopped")
+        self.transcript.write("session_end", reason=reason, final=final, budget=self.budget.summary())
         log.info("researcher stopped: %s", reason)
         return reason

@@ -54,6 +54,7 @@ class Restored:
     answered: dict[str, dict] = field(default_factory=dict)
     submitted_runs: list[dict] = field(default_factory=list)
     finished: str | None = None  # why the last session ended, if it ended cleanly
+    final: bool = False  # ...and whether that end is for good (a budget spent, not an interruption)
 
 
 class Transcript:
@@ -137,7 +138,7 @@ def restore_records(records: list[dict]) -> Restored:
         kind = rec["type"]
         if kind == "session_start":
             r.sessions = max(r.sessions, sess)
-            r.finished = None
+            r.finished, r.final = None, False
         elif kind == "message":
             r.messages.append(rec["message"])
             if rec["message"]["role"] == "assistant":
@@ -154,7 +155,7 @@ def restore_records(records: list[dict]) -> Restored:
             r.spend.official_runs += 1
             r.submitted_runs.append(rec)
         elif kind == "session_end":
-            r.finished = rec.get("reason")
+            r.finished, r.final = rec.get("reason"), bool(rec.get("final"))
     r.spend.seconds_before = sum(end - start for start, end in session_span.values())
     return r
 

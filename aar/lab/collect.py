@@ -61,7 +61,15 @@ def researcher_account(transcript: Path) -> dict:
     re-read only when the file changed: the live progress view asks every few seconds."""
     recs = cached_records(transcript)
     if not recs:
-        return {"usd": 0.0, "tokens": 0, "turns": 0, "official_runs": 0, "seconds": 0.0, "last_stop": None}
+        return {
+            "usd": 0.0,
+            "tokens": 0,
+            "turns": 0,
+            "official_runs": 0,
+            "seconds": 0.0,
+            "last_stop": None,
+            "final": False,
+        }
     restored = restore_records(recs)
     summary = Budget(Limits(), _PRICES, restored.spend).summary()
     return {
@@ -71,6 +79,7 @@ def researcher_account(transcript: Path) -> dict:
         "official_runs": summary["official_runs"],
         "seconds": round(restored.spend.seconds_before, 1),
         "last_stop": restored.finished,
+        "final": restored.final,  # the researcher's own word that it is done for good
         "sessions": restored.sessions,
     }
 

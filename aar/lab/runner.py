@@ -30,16 +30,10 @@ from aar.lab.layout import CampaignDir, write_json
 
 log = logging.getLogger("aar.lab")
 MAX_RESTARTS = 3  # a researcher that crashes (no clean stop in its transcript) is restarted this often
-DONE_REASONS = ("budget spent", "limit reached", "declared its work finished", "no tool use")
 
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def finished_for_good(last_stop: str | None) -> bool:
-    """A researcher whose last session ended on a budget (or by its own choice) is not restarted."""
-    return bool(last_stop) and any(k in last_stop for k in DONE_REASONS)
 
 
 @dataclass
@@ -228,7 +222,7 @@ class Lab:
     def _launch_all(self) -> None:
         for m in self.members:
             m.account = researcher_account(self.dir.transcript(m.spec.name))
-            if finished_for_good(m.account.get("last_stop")):
+            if m.account.get("final"):  # finished researchers stay finished
                 m.status, m.stop_reason = "finished", m.account["last_stop"]
                 self._write_member(m)
                 continue
@@ -283,7 +277,7 @@ class Lab:
         last = m.account.get("last_stop")
         m.proc = None
         if code == 0 and last:
-            m.status, m.stop_reason = ("finished" if finished_for_good(last) else "stopped"), last
+            m.status, m.stop_reason = ("finished" if m.account.get("final") else "stopped"), last
         elif m.restarts < MAX_RESTARTS:
             m.restarts += 1
             self.console.print(
