@@ -21,7 +21,8 @@ from aar.referee.errors import ApiError
 from aar.referee.executor import Executor, LocalPoolExecutor, NullExecutor
 from aar.referee.forum import Forum
 from aar.referee.runs import RunService
-from aar.referee.scoring import DevScorer
+from aar.referee.ladder import LadderRule
+from aar.referee.scoring import DevScorer, ladder_key
 
 log = logging.getLogger("aar.referee")
 API = "/api/v1"
@@ -56,7 +57,16 @@ class Referee:
             db=db,
             data=data,
             auth=Authenticator(db),
-            scorer=DevScorer(db, data, budget_per_day=config.dev_budget_per_day, z=config.ladder_z),
+            scorer=DevScorer(
+                db,
+                data,
+                budget_per_day=config.dev_budget_per_day,
+                task_budget_per_day=config.dev_task_budget_per_day,
+                rule=LadderRule(
+                    alpha=config.ladder_alpha, min_rows=config.ladder_min_rows, jitter=config.ladder_jitter
+                ),
+                key=ladder_key(config.data_dir),
+            ),
             code=code,
             runs=RunService(config, db, data, code),
             forum=Forum(db),

@@ -19,8 +19,11 @@ class RefereeConfig:
     data_dir: Path
     db_url: str | None = None  # default: SQLite (WAL) inside the data dir
     dev_budget_per_day: int = 200  # dev queries per agent, per task, per UTC day
+    dev_task_budget_per_day: int = 2000  # dev queries per task per UTC day, all researchers together
     run_budget_per_day: int = 20  # official runs per agent per UTC day (runs score `final`: a channel too)
-    ladder_z: float = 2.0
+    ladder_alpha: float = 0.05  # per released best: the chance a no-improvement submission is released
+    ladder_min_rows: int = 10  # a released step changes at least max(this, 5% of dev) rows
+    ladder_jitter: float = 0.5  # keyed threshold jitter (z units) against pivot attacks
     seeds: int = 3
     max_body_bytes: int = 8 * 1024 * 1024
     max_bundle_bytes: int = 50 * 1024 * 1024

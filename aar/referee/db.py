@@ -68,18 +68,29 @@ class DevQuery(Base):
     improved: Mapped[bool] = mapped_column(Boolean)
     min_diff_rows: Mapped[int | None] = mapped_column(Integer, nullable=True)  # vs recent queries
     weak_agreement: Mapped[float] = mapped_column(Float)
-    __table_args__ = (Index("ix_dev_agent_task_day", "agent_id", "task", "day"),)
+    threshold: Mapped[float | None] = mapped_column(Float, nullable=True)  # private: what z had to beat
+    changed_rows: Mapped[int | None] = mapped_column(Integer, nullable=True)  # vs the task's best
+    # a release: np.packbits of the rows it changed against the previous best (the probing detector)
+    released_rows: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    probes_released: Mapped[bool] = mapped_column(Boolean, default=False)  # differs from the best
+    # almost only in rows another researcher's release changed
+    __table_args__ = (
+        Index("ix_dev_agent_task_day", "agent_id", "task", "day"),
+        Index("ix_dev_task_day", "task", "day"),
+    )
 
 
-class LadderState(Base):
-    """The agent's best released submission per task (None = the weak teacher, PGR 0)."""
+class TaskLadder(Base):
+    """The one Ladder state of a task, shared by every researcher of the campaign (collusion: a
+    ladder per token would give k tokens k fresh starts at the weak teacher). None = the weak teacher."""
 
-    __tablename__ = "ladder_state"
-    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"), primary_key=True)
+    __tablename__ = "task_ladder"
     task: Mapped[str] = mapped_column(String(64), primary_key=True)
     best_query_id: Mapped[int | None] = mapped_column(ForeignKey("dev_queries.id"), nullable=True)
     released_accuracy: Mapped[float] = mapped_column(Float)
     released_pgr: Mapped[float | None] = mapped_column(Float, nullable=True)
+    queries_since_release: Mapped[int] = mapped_column(Integer, default=0)
+    releases: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class CodePush(Base):

@@ -2,8 +2,10 @@
 
 Flags never change a score by themselves; they open items in the review queue (``flags`` with
 state ``open``), and a human marks the run verified or rejected. Detectors:
-- dev-query probing: many queries differing from a recent one in few rows (the flip attack), and
-  many near-random submissions (the boosting attack's random labelings);
+- dev-query probing: many queries differing from a recent one (of any researcher) in few rows (the
+  flip attack, also split across colluding tokens), many near-random submissions (the boosting
+  attack's random labelings), and queries that differ from the task's best almost only in rows that
+  another researcher's release changed (reading which of those rows were right);
 - degenerate predictions: constant, one class only, or a copy of the weak teacher;
 - PGR above 1, or transfer accuracy above the ceiling's CI;
 - a large home vs held-out gap;
@@ -25,6 +27,10 @@ FEW_ROWS = 3  # a query differing from a recent one in at most this many rows is
 PROBE_WINDOW = 50  # look at this many recent queries
 PROBE_THRESHOLD = 10  # probes (or near-random submissions) in the window that open a flag
 RANDOM_AGREEMENT = 0.6  # hard agreement with the weak teacher below this looks like a random labeling
+RELEASES_WATCHED = 5  # other researchers' latest releases whose changed rows the detector watches
+RELEASED_OVERLAP = 0.9  # a query whose changed rows lie this much inside them...
+RELEASED_PART = 0.75  # ...and cover at most this part of them (a strict part: undoing all is honest)
+RELEASED_PROBE_THRESHOLD = 5  # such queries in the window that open a flag
 
 
 def open_flag(
@@ -77,10 +83,31 @@ def min_diff_rows(hard: np.ndarray, recent_bits: list[bytes], n: int) -> int | N
     return best
 
 
+def probes_released_rows(session: Session, agent_id: int, task: str, changed: np.ndarray) -> bool:
+    """True when a query changes (against the task's best) almost only rows that another
+    researcher's recent releases changed, and only part of them: the shape of reading which of a
+    released step's rows were right."""
+    count = int(changed.sum())
+    if count == 0:
+        return False
+    blobs = session.scalars(
+        select(DevQuery.released_rows)
+        .where(DevQuery.task == task, DevQuery.improved.is_(True), DevQuery.agent_id != agent_id)
+        .order_by(DevQuery.id.desc())
+        .limit(RELEASES_WATCHED)
+    ).all()
+    union = np.zeros(len(changed), dtype=bool)
+    for blob in blobs:
+        if blob:
+            union |= np.unpackbits(np.frombuffer(blob, dtype=np.uint8))[: len(changed)].astype(bool)
+    inside = int((changed & union).sum())
+    return union.any() and inside >= RELEASED_OVERLAP * count and count <= RELEASED_PART * int(union.sum())
+
+
 def check_dev_probing(session: Session, agent_id: int, task: str) -> list[Flag]:
     """Flag an agent whose recent dev queries look like label probing."""
     rows = session.execute(
-        select(DevQuery.id, DevQuery.min_diff_rows, DevQuery.weak_agreement)
+        select(DevQuery.id, DevQuery.min_diff_rows, DevQuery.weak_agreement, DevQuery.probes_released)
         .where(DevQuery.agent_id == agent_id, DevQuery.task == task)
         .order_by(DevQuery.id.desc())
         .limit(PROBE_WINDOW)
@@ -122,7 +149,34 @@ def check_dev_probing(session: Session, agent_id: int, task: str) -> list[Flag]:
                 },
             )
         )
+    released = [r.id for r in rows if r.probes_released]
+    if len(released) >= RELEASED_PROBE_THRESHOLD:
+        flags.append(
+            open_flag(
+                session,
+                kind="dev_probing_released_rows",
+                subject_type="agent",
+                subject_id=agent_id,
+                agent_id=agent_id,
+                task=task,
+                evidence={
+                    "window": len(rows),
+                    "queries_inside_others_releases": len(released),
+                    "query_ids": sorted(released)[-20:],
+                },
+            )
+        )
     return flags
+
+
+def task_query_count(session: Session, task: str, day: str) -> int:
+    """Dev queries on ``task`` today by every researcher together (the task's shared budget)."""
+    return (
+        session.scalar(
+            select(func.count()).select_from(DevQuery).where(DevQuery.task == task, DevQuery.day == day)
+        )
+        or 0
+    )
 
 
 def dev_query_count(session: Session, agent_id: int, task: str, day: str) -> int:

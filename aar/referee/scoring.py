@@ -1,30 +1,37 @@
-"""Dev scoring: validation, the per-agent budget, the Ladder, and storage of every query.
+"""Dev scoring: validation, the budgets, the task's shared Ladder, and storage of every query.
 
-What leaves this module is ``{task, pgr, improved, queries_left}``: a released PGR that changes only
-when the Ladder's paired test says the agent significantly beat its own best (rounded to the test's
-resolution). Every agent's ladder starts at the weak teacher (PGR 0 by definition), so random or
-label-probing submissions, which are far below the teacher, never release anything.
+What leaves this module is ``{task, pgr, improved, queries_left}``: the task's released PGR, which
+changes only when a submission significantly beats the best released one (``aar.referee.ladder``),
+and whether this submission was the one that moved it. The Ladder state and a daily budget are per
+task across all researchers (colluding tokens share one ladder and one budget), on top of each
+researcher's own daily budget. Only the home task (and tasks the campaign makes visible) is
+dev-scored: held-out tasks never answer a dev query.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+import os
+import secrets
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from sqlalchemy import select
 
+from aar.atomic import atomic_write
 from aar.referee import audit, integrity
 from aar.referee.auth import Identity
 from aar.referee.datadir import DataStore, TaskData
-from aar.referee.db import Database, DevQuery, LadderState
+from aar.referee.db import Database, DevQuery, TaskLadder
 from aar.referee.errors import ApiError
-from aar.referee.ladder import ladder_step, zero_one_loss
+from aar.referee.ladder import LadderRule, jitter_u, ladder_step, zero_one_loss
 
-RECENT = 20  # queries compared against for the probing detector
+RECENT = 20  # queries (of every researcher on the task) compared against for the flip detector
+KEY_FILE = "ladder.key"
 
 
 @dataclass(frozen=True)
@@ -45,20 +52,43 @@ def to_pgr(acc: float, weak_acc: float, ceiling_acc: float, defined: bool) -> fl
     return round((acc - weak_acc) / (ceiling_acc - weak_acc), 4)
 
 
+def ladder_key(data_dir: Path) -> bytes:
+    """The referee's secret for the Ladder's keyed jitter, created once (0600) in the private data dir."""
+    path = Path(data_dir) / KEY_FILE
+    if not path.exists():
+        atomic_write(path, secrets.token_hex(32), mode=0o600)
+    key = path.read_text().strip()
+    os.chmod(path, 0o600)
+    return bytes.fromhex(key)
+
+
 class DevScorer:
-    def __init__(self, db: Database, data: DataStore, *, budget_per_day: int, z: float):
+    def __init__(
+        self,
+        db: Database,
+        data: DataStore,
+        *,
+        budget_per_day: int,
+        task_budget_per_day: int,
+        rule: LadderRule,
+        key: bytes,
+    ):
         self.db = db
         self.data = data
         self.budget = budget_per_day
-        self.z = z
-        self._best_cache: dict[tuple[int, str], tuple[int, np.ndarray]] = {}
+        self.task_budget = task_budget_per_day
+        self.rule = rule
+        self.key = key
+        self._best_cache: dict[str, tuple[int, np.ndarray]] = {}
         self._cache_lock = threading.Lock()
 
     def validate(self, task: str, predictions: Mapping[str, float]) -> tuple[TaskData, np.ndarray]:
-        """Predictions in dev id order, or a 422 naming the first problem."""
+        """Predictions in dev id order, or a 4xx naming the first problem."""
         if not self.data.has(task):
             raise ApiError(422, f"unknown task {task!r}; tasks: {', '.join(self.data.task_names)}")
         data = self.data.task(task)
+        if data.role == "held_out":
+            raise ApiError(403, f"{task!r} is a held-out task: it is never dev-scored")
         index = data.dev_index
         out = np.full(len(index), np.nan)
         for row_id, value in predictions.items():
@@ -81,6 +111,7 @@ class DevScorer:
         weak_acc, ceiling_acc, defined = data.dev_reference
         new_loss = zero_one_loss(probs, labels)
         hard = probs >= 0.5
+        bits = np.packbits(hard.astype(np.uint8)).tobytes()
         weak_agreement = float((hard == (data.weak("dev") >= 0.5)).mean())
         day = today()
         with self.db.write() as session:
@@ -89,24 +120,41 @@ class DevScorer:
                 raise ApiError(
                     429, f"dev query budget spent: {self.budget} per task per day; resets at 00:00 UTC"
                 )
-            state = session.get(LadderState, (who.id, task))
+            task_used = integrity.task_query_count(session, task, day)
+            if task_used >= self.task_budget:
+                raise ApiError(
+                    429,
+                    f"the dev budget of {task!r} for all researchers together is spent "
+                    f"({self.task_budget} per day); resets at 00:00 UTC",
+                )
+            state = session.get(TaskLadder, task)
             if state is None:
-                state = LadderState(
-                    agent_id=who.id,
+                state = TaskLadder(
                     task=task,
                     best_query_id=None,
                     released_accuracy=weak_acc,
                     released_pgr=to_pgr(weak_acc, weak_acc, ceiling_acc, defined),
+                    queries_since_release=0,
+                    releases=0,
                 )
                 session.add(state)
-            best_loss = self._best_loss(session, who.id, task, state, data)
-            decision = ladder_step(new_loss, best_loss, state.released_accuracy, z_threshold=self.z)
+            best_hard = self._best_hard(session, state, data)
+            query_index = state.queries_since_release + 1
+            decision = ladder_step(
+                new_loss,
+                zero_one_loss(best_hard, labels),
+                state.released_accuracy,
+                query_index=query_index,
+                u=jitter_u(self.key, task, state.best_query_id or 0, bits),
+                rule=self.rule,
+            )
             recent = session.scalars(
                 select(DevQuery.hard_bits)
-                .where(DevQuery.agent_id == who.id, DevQuery.task == task)
+                .where(DevQuery.task == task)
                 .order_by(DevQuery.id.desc())
                 .limit(RECENT)
             ).all()
+            changed = hard != best_hard
             released_pgr = (
                 to_pgr(decision.released_accuracy, weak_acc, ceiling_acc, defined)
                 if decision.improved
@@ -117,13 +165,17 @@ class DevScorer:
                 task=task,
                 day=day,
                 predictions=probs.astype(np.float64).tobytes(),
-                hard_bits=np.packbits(hard.astype(np.uint8)).tobytes(),
+                hard_bits=bits,
                 accuracy=1.0 - float(new_loss.mean()),
-                z=decision.z if math.isfinite(decision.z) else 1e9,
+                z=decision.z,
                 released_pgr=released_pgr,
                 improved=decision.improved,
                 min_diff_rows=integrity.min_diff_rows(hard, list(recent), len(hard)),
                 weak_agreement=weak_agreement,
+                threshold=decision.threshold,
+                changed_rows=decision.changed_rows,
+                released_rows=np.packbits(changed.astype(np.uint8)).tobytes() if decision.improved else None,
+                probes_released=integrity.probes_released_rows(session, who.id, task, changed),
             )
             session.add(query)
             session.flush()
@@ -131,6 +183,10 @@ class DevScorer:
                 state.best_query_id = query.id
                 state.released_accuracy = decision.released_accuracy
                 state.released_pgr = released_pgr
+                state.queries_since_release = 0
+                state.releases += 1
+            else:
+                state.queries_since_release = query_index
             integrity.check_dev_probing(session, who.id, task)
             audit.record(
                 session,
@@ -142,22 +198,22 @@ class DevScorer:
             )
         if decision.improved:
             with self._cache_lock:
-                self._best_cache[(who.id, task)] = (query.id, new_loss)
-        return DevAnswer(task, released_pgr, decision.improved, self.budget - used - 1)
+                self._best_cache[task] = (query.id, hard)
+        left = min(self.budget - used, self.task_budget - task_used) - 1
+        return DevAnswer(task, released_pgr, decision.improved, left)
 
-    def _best_loss(self, session, agent_id: int, task: str, state: LadderState, data: TaskData) -> np.ndarray:
-        """Per-item loss of the agent's best released submission (the weak teacher at the start)."""
-        labels = data.labels("dev")
+    def _best_hard(self, session, state: TaskLadder, data: TaskData) -> np.ndarray:
+        """Thresholded predictions of the task's best released submission (the weak teacher at first)."""
         if state.best_query_id is None:
-            return zero_one_loss(data.weak("dev"), labels)
-        cached = self._best_cache.get((agent_id, task))
+            return data.weak("dev") >= 0.5
+        cached = self._best_cache.get(state.task)
         if cached and cached[0] == state.best_query_id:
             return cached[1]
         blob = session.scalar(select(DevQuery.predictions).where(DevQuery.id == state.best_query_id))
-        loss = zero_one_loss(np.frombuffer(blob, dtype=np.float64), labels)
+        hard = np.frombuffer(blob, dtype=np.float64) >= 0.5
         with self._cache_lock:
-            self._best_cache[(agent_id, task)] = (state.best_query_id, loss)
-        return loss
+            self._best_cache[state.task] = (state.best_query_id, hard)
+        return hard
 
     def history(self, agent_id: int, task: str | None, limit: int, offset: int) -> list[dict]:
         with self.db.read() as session:

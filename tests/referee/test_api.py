@@ -83,8 +83,8 @@ def test_dev_evaluate_validation_names_the_problem(env):
         "Extra inputs": post({"task": HOME, "predictions": preds, "labels": True}),
         "JSON": post(None, raw='{"task": '),
     }
-    # a held-out task's dev ids are not the home task's
-    cases["unknown dev id "] = post({"task": HELD, "predictions": preds})
+    held = post({"task": HELD, "predictions": preds})  # held-out tasks are never dev-scored
+    assert held.status_code == 403 and "held-out" in held.json()["detail"]
     for needle, r in cases.items():
         assert r.status_code == 422, (needle, r.status_code, r.text)
         assert needle.strip().lower() in r.json()["detail"].lower() or needle == "JSON", (needle, r.json())
@@ -105,7 +105,7 @@ def test_budget_is_per_agent_per_task_and_429_when_spent(make_env):
     assert spent.status_code == 429 and "budget" in spent.json()["detail"]
     assert env.client.post(f"{API}/dev/evaluate", json=payload, headers=b).status_code == 200
     held = {"task": HELD, "predictions": env.dev_preds(HELD)}
-    assert env.client.post(f"{API}/dev/evaluate", json=held, headers=a).status_code == 200
+    assert env.client.post(f"{API}/dev/evaluate", json=held, headers=a).status_code == 403  # never dev-scored
 
 
 def test_huge_body_is_413_not_5xx(env):
