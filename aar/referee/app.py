@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from aar.referee import audit
 from aar.referee.auth import Authenticator
 from aar.referee.codestore import CodeStore
 from aar.referee.config import RefereeConfig
@@ -20,8 +22,8 @@ from aar.referee.db import Database
 from aar.referee.errors import ApiError
 from aar.referee.executor import Executor, LocalPoolExecutor, NullExecutor
 from aar.referee.forum import Forum
-from aar.referee.runs import RunService
 from aar.referee.ladder import LadderRule
+from aar.referee.runs import RunService
 from aar.referee.scoring import DevScorer, ladder_key
 
 log = logging.getLogger("aar.referee")
@@ -69,13 +71,13 @@ class Referee:
             ),
             code=code,
             runs=RunService(config, db, data, code),
-            forum=Forum(db),
+            forum=Forum(db, config),
         )
 
     def start(self, executor: Executor | None = None) -> None:
         if executor is None:
             executor = (
-                LocalPoolExecutor(self.runs.execute, self.config.run_workers)
+                LocalPoolExecutor(self.runs.execute, self.config.run_workers, claim=self.runs.claim_next)
                 if self.config.executor == "local"
                 else NullExecutor()
             )
@@ -91,12 +93,31 @@ class Referee:
 
 
 class BodyLimit:
-    """Pure ASGI middleware: 413 for bodies over the limit, counted as they stream (chunked too)."""
+    """Pure ASGI middleware: 413 for bodies over the limit, counted as they stream (chunked too).
+    ``on_refused(method, path, authorization, status, message)`` (sync, never raising) is called after
+    a 413 is sent: the audit log's record of it."""
 
-    def __init__(self, app, default: int, bundle: int):
+    def __init__(self, app, default: int, bundle: int, on_refused=None):  # noqa: ANN001
         self.app = app
         self.default = default
         self.bundle = bundle
+        self.on_refused = on_refused
+
+    async def _refused(self, scope, message: str) -> None:  # noqa: ANN001
+        if self.on_refused is None:
+            return
+        from starlette.concurrency import run_in_threadpool
+
+        auth = None
+        for name, value in scope.get("headers", []):
+            if name == b"authorization":
+                auth = value.decode("latin-1")
+        try:
+            await run_in_threadpool(
+                self.on_refused, scope.get("method", "?"), scope.get("path", ""), auth, 413, message
+            )
+        except Exception:
+            log.exception("could not record a 413 in the audit log")
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -109,7 +130,8 @@ class BodyLimit:
                 except ValueError:
                     too_big = False
                 if too_big:
-                    return await _send_json(send, 413, f"request body exceeds {limit} bytes")
+                    await _send_json(send, 413, f"request body exceeds {limit} bytes")
+                    return await self._refused(scope, f"request body exceeds {limit} bytes")
         seen = 0
         started = False
 
@@ -119,7 +141,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise _TooLarge()
+                    raise _TooLarge(limit)
             return message
 
         async def tracking_send(message):
@@ -133,10 +155,15 @@ class BodyLimit:
         except _TooLarge:
             if not started:
                 await _send_json(send, 413, f"request body exceeds {limit} bytes")
+            await self._refused(scope, f"request body exceeds {limit} bytes")
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(StarletteHTTPException):
+    """An HTTPException so that FastAPI's body parsing re-raises it (any other exception there becomes
+    a 400) and the app's handler answers (and audits) the 413; the middleware answers it otherwise."""
+
+    def __init__(self, limit: int):
+        super().__init__(413, f"request body exceeds {limit} bytes")
 
 
 async def _send_json(send, status: int, message: str) -> None:
@@ -185,17 +212,38 @@ def create_app(
     )
     app.state.referee = ref
 
+    # every refused request (4xx) goes to the audit log, after the answer is sent (see audit.RefusalLog)
+    refusals = audit.RefusalLog(ref.db, ref.auth.identify)
+    app.state.refusals = refusals
+
+    def _refuse(request: Request, status: int, message: str, headers=None, token_invalid=False):  # noqa: ANN001
+        background = None
+        if 400 <= status < 500:
+            background = BackgroundTask(
+                refusals.note,
+                request.method,
+                request.url.path,
+                request.headers.get("authorization"),
+                status,
+                message,
+                token_invalid=token_invalid,
+            )
+        return JSONResponse({"detail": message}, status_code=status, headers=headers, background=background)
+
     @app.exception_handler(ApiError)
-    async def _api_error(_request: Request, exc: ApiError):
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+    async def _api_error(request: Request, exc: ApiError):
+        # a 401 is the authenticator's: no second look-up of a token just found invalid
+        return _refuse(
+            request, exc.status, exc.message, getattr(exc, "headers", None), token_invalid=exc.status == 401
+        )
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError):
-        return JSONResponse({"detail": _validation_message(exc)}, status_code=422)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        return _refuse(request, 422, _validation_message(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException):
-        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        return _refuse(request, exc.status_code, str(exc.detail), exc.headers)
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception):
@@ -205,5 +253,7 @@ def create_app(
     app.include_router(build_router(ref), prefix=API)
     app.include_router(build_dashboard(ref))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.add_middleware(BodyLimit, default=config.max_body_bytes, bundle=config.max_bundle_bytes)
+    app.add_middleware(
+        BodyLimit, default=config.max_body_bytes, bundle=config.max_bundle_bytes, on_refused=refusals.note
+    )
     return app

@@ -21,6 +21,10 @@ class RefereeConfig:
     dev_budget_per_day: int = 200  # dev queries per agent, per task, per UTC day
     dev_task_budget_per_day: int = 2000  # dev queries per task per UTC day, all researchers together
     run_budget_per_day: int = 20  # official runs per agent per UTC day (runs score `final`: a channel too)
+    max_queued_runs: int = 4  # queued official runs per researcher at once
+    run_seconds_per_day: float = 4 * 3600.0  # sandbox seconds per UTC day charged to an idea's author
+    reproduction_share: float = 0.5  # at most this part of an author's run time goes to others' reruns
+    load_retries: int = 2  # a run that times out while the host is overloaded is retried this often
     ladder_alpha: float = 0.05  # per released best: the chance a no-improvement submission is released
     ladder_min_rows: int = 10  # a released step changes at least max(this, 5% of dev) rows
     ladder_jitter: float = 0.5  # keyed threshold jitter (z units) against pivot attacks
@@ -40,6 +44,12 @@ class RefereeConfig:
     sandbox_user: str = "aar-referee-run"
     runs_dir: Path | None = None  # scratch for runs; must be outside the private data dir
     gap_flag: float = 0.5  # home PGR minus mean held-out PGR above this opens a review item
+    # forum writes per researcher (admins exempt; 0 = no limit), counted from the audit log (restart-safe)
+    forum_posts_per_minute: int = 30
+    forum_posts_per_day: int = 300  # per UTC day
+    forum_writes_per_minute: int = 60  # posts, comments, edits and votes together
+    forum_writes_per_day: int = 2000
+    forum_bytes_per_day: int = 2 * 1024 * 1024  # UTF-8 bytes of titles, bodies, tags written per UTC day
     # Set by `aar lab run`, read by the dashboard: where the researchers' homes live
     # (<researchers_dir>/<agent>/state/transcript.jsonl and <researchers_dir>/<agent>/researcher.json),
     # and the campaign's name.

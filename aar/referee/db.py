@@ -103,9 +103,15 @@ class CodePush(Base):
 
 
 class Run(Base):
+    """An official run. ``agent_id`` submitted it; ``author_id`` pushed its commit first and gets the
+    credit (a run of someone else's commit is a reproduction)."""
+
     __tablename__ = "runs"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"))
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # starts; a run timed out by load is retried
+    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)  # sandbox time, charged to the author
     commit: Mapped[str] = mapped_column(String(64))
     idea_path: Mapped[str] = mapped_column(String(255))
     task: Mapped[str] = mapped_column(String(64))
@@ -122,6 +128,14 @@ class Run(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class CommitAuthor(Base):
+    """Who pushed a commit first: the one a run of that commit is credited to."""
+
+    __tablename__ = "commit_authors"
+    commit: Mapped[str] = mapped_column(String(40), primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"))
 
 
 class RunPrediction(Base):

@@ -11,9 +11,9 @@ executor would be ``ray.remote(execute_run_job).remote(config, run_id)`` with a 
 from __future__ import annotations
 
 import logging
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 
 log = logging.getLogger("aar.referee")
 
@@ -28,13 +28,44 @@ class Executor(ABC):
 
 
 class LocalPoolExecutor(Executor):
-    def __init__(self, job: Callable[[int], None], workers: int = 1):
+    """Worker threads that pull the next run from the database's fair queue (``claim``: one queue per
+    researcher, served in turn) rather than first come, first served: ``submit`` only wakes them."""
+
+    def __init__(self, job: Callable[[int], None], workers: int, claim: Callable[[], int | None]):
         self._job = job
-        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="aar-run")
-        self.futures: dict[int, Future] = {}
+        self._next = claim
+        self._wake = threading.Condition()
+        self._signals = 0
+        self._stopped = False
+        self._threads = [
+            threading.Thread(target=self._work, name=f"aar-run-{i}", daemon=True)
+            for i in range(max(1, workers))
+        ]
+        for t in self._threads:
+            t.start()
 
     def submit(self, run_id: int) -> None:
-        self.futures[run_id] = self._pool.submit(self._safe, run_id)
+        with self._wake:
+            self._signals += 1
+            self._wake.notify_all()
+
+    def _work(self) -> None:
+        while True:
+            with self._wake:
+                while not self._signals and not self._stopped:
+                    self._wake.wait()
+                if self._stopped:
+                    return
+                self._signals = max(0, self._signals - 1)
+            while not self._stopped:
+                try:
+                    run_id = self._next()
+                except Exception:  # a database hiccup: keep the worker alive, try at the next wake-up
+                    log.exception("claiming the next official run failed")
+                    break
+                if run_id is None:
+                    break
+                self._safe(run_id)
 
     def _safe(self, run_id: int) -> None:
         try:
@@ -43,7 +74,12 @@ class LocalPoolExecutor(Executor):
             log.exception("official run %s crashed the executor job", run_id)
 
     def shutdown(self, wait: bool = False) -> None:
-        self._pool.shutdown(wait=wait, cancel_futures=not wait)
+        with self._wake:
+            self._stopped = True
+            self._wake.notify_all()
+        if wait:
+            for t in self._threads:
+                t.join()
 
 
 class NullExecutor(Executor):

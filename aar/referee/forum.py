@@ -3,22 +3,73 @@
 A post's numbers come only from the runs it cites (looked up at read time), never from its text: a
 post cannot claim a PGR the referee did not measure. Bodies are stored verbatim and escaped when
 rendered (HTML pages use autoescaping templates).
+
+Writes (posts, comments, edits, votes) are rate-limited per researcher (admins exempt): posts per
+minute and per UTC day, all forum writes per minute and per UTC day, and bytes of text per UTC day.
+The counts come from the audit log (every forum write appends one entry, with its size, in the same
+transaction), read inside the write transaction: a restart does not reset them and concurrent
+requests cannot overshoot (one writer at a time). A researcher cannot vote on its own posts, and a
+score never counts a self-vote (older databases may hold some).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from dataclasses import dataclass
 
-from sqlalchemy import func, select, text
+from sqlalchemy import and_, case, func, select, text
 from sqlalchemy.orm import Session
 
 from aar.referee import audit
 from aar.referee.auth import Identity
-from aar.referee.db import Agent, Comment, Database, Post, PostCite, Run, Vote, utcnow
+from aar.referee.db import Agent, AuditEntry, Comment, Database, Post, PostCite, Run, Vote, utcnow
 from aar.referee.errors import ApiError
 
 KINDS = ("result", "hypothesis", "insight", "failure")
 _WORD = re.compile(r"\w+", re.UNICODE)
+WRITE_ACTIONS = ("forum.post", "forum.comment", "forum.edit", "forum.vote")
+
+
+class RateLimited(ApiError):
+    """429 with a Retry-After header (seconds)."""
+
+    def __init__(self, message: str, retry_after: float):
+        super().__init__(429, message)
+        self.headers = {"Retry-After": str(max(1, int(retry_after + 0.999)))}
+
+
+@dataclass(frozen=True)
+class ForumLimits:
+    """Per researcher; 0 (or less) switches a limit off. Defaults: RefereeConfig's forum_* fields."""
+
+    posts_per_minute: int = 30
+    posts_per_day: int = 300
+    writes_per_minute: int = 60  # posts, comments, edits and votes together
+    writes_per_day: int = 2000
+    bytes_per_day: int = 2 * 1024 * 1024  # UTF-8 bytes of titles, bodies and tags written
+
+    @classmethod
+    def from_config(cls, config) -> ForumLimits:  # noqa: ANN001 (RefereeConfig; any object with the fields)
+        default = cls()
+        return cls(
+            **{
+                name: int(getattr(config, f"forum_{name}", getattr(default, name)))
+                for name in cls.__dataclass_fields__
+            }
+        )
+
+
+def _size(*texts: str | None, tags: list[str] | None = None) -> int:
+    return sum(len(t.encode("utf-8")) for t in texts if t) + sum(len(t.encode("utf-8")) for t in tags or [])
+
+
+def _until(moment: dt.datetime, now: dt.datetime) -> str:
+    secs = max(1, int((moment - now).total_seconds() + 0.999))
+    if secs < 120:
+        return f"{secs} s"
+    hours, mins = divmod(secs // 60, 60)
+    return f"{hours} h {mins:02d} min" if hours else f"{mins} min"
 
 
 def _fts_query(q: str) -> str:
@@ -28,13 +79,81 @@ def _fts_query(q: str) -> str:
 
 
 class Forum:
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, config=None):  # noqa: ANN001 (RefereeConfig or None: the defaults)
         self.db = db
+        self.limits = ForumLimits.from_config(config) if config is not None else ForumLimits()
+        audit.ensure_index(db)
+
+    def _check_limits(self, session: Session, who: Identity, action: str, nbytes: int) -> None:
+        """Refuse (429) a write over one of the researcher's limits; call first in the write transaction."""
+        lim = self.limits
+        if who.is_admin:
+            return
+        now = utcnow()
+        day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        next_day = day_start + dt.timedelta(days=1)
+        minute_ago = now - dt.timedelta(minutes=1)
+        today = AuditEntry.ts >= day_start
+        recent = AuditEntry.ts > minute_ago
+        is_post = AuditEntry.action == "forum.post"
+        mine = (AuditEntry.agent_id == who.id, AuditEntry.action.in_(WRITE_ACTIONS))
+        # counts: from the (agent_id, action, ts) index alone
+        row = session.execute(
+            select(
+                func.coalesce(func.sum(case((today, 1), else_=0)), 0),
+                func.coalesce(func.sum(case((and_(today, is_post), 1), else_=0)), 0),
+                func.coalesce(func.sum(case((recent, 1), else_=0)), 0),
+                func.coalesce(func.sum(case((and_(recent, is_post), 1), else_=0)), 0),
+                func.min(case((recent, AuditEntry.ts))),
+                func.min(case((and_(recent, is_post), AuditEntry.ts))),
+            ).where(*mine, AuditEntry.ts >= min(day_start, minute_ago))
+        ).one()
+        writes_day, posts_day, writes_min, posts_min, oldest_write, oldest_post = row
+        reset_day = f"resets at 00:00 UTC, in {_until(next_day, now)}"
+        if action == "forum.post" and 0 < lim.posts_per_minute <= posts_min:
+            free = _as_dt(oldest_post) + dt.timedelta(minutes=1)
+            raise RateLimited(
+                f"rate limit: at most {lim.posts_per_minute} forum posts per minute per researcher; "
+                f"retry in {_until(free, now)}",
+                (free - now).total_seconds(),
+            )
+        if action == "forum.post" and 0 < lim.posts_per_day <= posts_day:
+            raise RateLimited(
+                f"rate limit: at most {lim.posts_per_day} forum posts per UTC day per researcher; "
+                f"{reset_day}",
+                (next_day - now).total_seconds(),
+            )
+        if 0 < lim.writes_per_minute <= writes_min:
+            free = _as_dt(oldest_write) + dt.timedelta(minutes=1)
+            raise RateLimited(
+                f"rate limit: at most {lim.writes_per_minute} forum writes (posts, comments, edits, votes) "
+                f"per minute per researcher; retry in {_until(free, now)}",
+                (free - now).total_seconds(),
+            )
+        if 0 < lim.writes_per_day <= writes_day:
+            raise RateLimited(
+                f"rate limit: at most {lim.writes_per_day} forum writes (posts, comments, edits, votes) "
+                f"per UTC day per researcher; {reset_day}",
+                (next_day - now).total_seconds(),
+            )
+        if not nbytes or lim.bytes_per_day <= 0:
+            return
+        bytes_day = session.scalar(  # the day's entries of this researcher only (at most writes_per_day)
+            select(func.coalesce(func.sum(AuditEntry.detail["bytes"].as_integer()), 0)).where(*mine, today)
+        )
+        if int(bytes_day) + nbytes > lim.bytes_per_day:
+            raise RateLimited(
+                f"byte cap: at most {lim.bytes_per_day} bytes of forum text per UTC day per researcher "
+                f"({int(bytes_day)} written today, this write adds {nbytes}); {reset_day}",
+                (next_day - now).total_seconds(),
+            )
 
     def create(
         self, who: Identity, title: str, body: str, kind: str, tags: list[str], cites: list[int], path: str
     ) -> dict:
+        nbytes = _size(title, body, tags=tags)
         with self.db.write() as session:
+            self._check_limits(session, who, "forum.post", nbytes)
             self._check_cites(session, cites)
             post = Post(
                 agent_id=who.id, title=title, body=body, kind=kind, tags=tags, tags_text=" ".join(tags)
@@ -49,7 +168,7 @@ class Forum:
                 action="forum.post",
                 method="POST",
                 path=path,
-                detail={"post_id": post.id},
+                detail={"post_id": post.id, "bytes": nbytes},
             )
             session.flush()
             return self._view(session, post)
@@ -63,7 +182,9 @@ class Forum:
             raise ApiError(422, f"cited run(s) do not exist: {missing[:5]}")
 
     def update(self, who: Identity, post_id: int, changes: dict, path: str) -> dict:
+        nbytes = _size(changes.get("title"), changes.get("body"), tags=changes.get("tags"))
         with self.db.write() as session:
+            self._check_limits(session, who, "forum.edit", nbytes)
             post = self._get(session, post_id)
             if post.agent_id != who.id and not who.is_admin:
                 raise ApiError(403, "only the post's author may edit it")
@@ -87,13 +208,19 @@ class Forum:
                 action="forum.edit",
                 method="PATCH",
                 path=path,
-                detail={"post_id": post_id, "fields": sorted(k for k, v in changes.items() if v is not None)},
+                detail={
+                    "post_id": post_id,
+                    "fields": sorted(k for k, v in changes.items() if v is not None),
+                    "bytes": nbytes,
+                },
             )
             session.flush()
             return self._view(session, post)
 
     def comment(self, who: Identity, post_id: int, body: str, path: str) -> dict:
+        nbytes = _size(body)
         with self.db.write() as session:
+            self._check_limits(session, who, "forum.comment", nbytes)
             self._get(session, post_id)
             c = Comment(post_id=post_id, agent_id=who.id, body=body)
             session.add(c)
@@ -104,7 +231,7 @@ class Forum:
                 action="forum.comment",
                 method="POST",
                 path=path,
-                detail={"post_id": post_id, "comment_id": c.id},
+                detail={"post_id": post_id, "comment_id": c.id, "bytes": nbytes},
             )
             return {
                 "id": c.id,
@@ -116,7 +243,10 @@ class Forum:
 
     def vote(self, who: Identity, post_id: int, value: int, path: str) -> dict:
         with self.db.write() as session:
-            self._get(session, post_id)
+            self._check_limits(session, who, "forum.vote", 0)
+            post = self._get(session, post_id)
+            if post.agent_id == who.id:
+                raise ApiError(403, "a researcher cannot vote on its own post")
             vote = session.get(Vote, (post_id, who.id))
             if value == 0:
                 if vote is not None:
@@ -134,10 +264,8 @@ class Forum:
                 detail={"post_id": post_id, "value": value},
             )
             session.flush()
-            score = session.scalar(
-                select(func.coalesce(func.sum(Vote.value), 0)).where(Vote.post_id == post_id)
-            )
-            return {"post_id": post_id, "score": int(score)}
+            score = _scores(session, [post_id]).get(post_id)
+            return {"post_id": post_id, "score": int(score or 0)}
 
     def get(self, post_id: int) -> dict:
         with self.db.read() as session:
@@ -223,11 +351,7 @@ class Forum:
                 select(Agent.id, Agent.name).where(Agent.id.in_({p.agent_id for p in posts}))
             ).all()
         )
-        scores = dict(
-            session.execute(
-                select(Vote.post_id, func.sum(Vote.value)).where(Vote.post_id.in_(ids)).group_by(Vote.post_id)
-            ).all()
-        )
+        scores = _scores(session, ids)
         counts = dict(
             session.execute(
                 select(Comment.post_id, func.count())
@@ -260,6 +384,27 @@ class Forum:
             }
             for p in posts
         ]
+
+
+def _scores(session: Session, post_ids: list[int]) -> dict[int, int]:
+    """Sum of votes per post, never counting the author's own vote (refused now; older rows may exist)."""
+    return dict(
+        session.execute(
+            select(Vote.post_id, func.sum(Vote.value))
+            .join(Post, Post.id == Vote.post_id)
+            .where(Vote.post_id.in_(post_ids), Vote.agent_id != Post.agent_id)
+            .group_by(Vote.post_id)
+        ).all()
+    )
+
+
+def _as_dt(value) -> dt.datetime:  # noqa: ANN001
+    """A MIN() over a CASE may come back as SQLite's text; the window start otherwise."""
+    if isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, str):
+        return dt.datetime.fromisoformat(value)
+    return utcnow()
 
 
 def cited_numbers(run: Run, author: str) -> dict:

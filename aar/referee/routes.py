@@ -9,13 +9,13 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 
-from aar.referee import audit, schemas
+from aar.referee import audit, credit, schemas
 from aar.referee import flags as review_flags
 from aar.referee.auth import Identity
 from aar.referee.codestore import GitError
 from aar.referee.db import Agent, AuditEntry, Run
 from aar.referee.errors import ApiError
-from aar.referee.runs import run_view
+from aar.referee.runs import credited_id, run_view
 
 Id = Annotated[int, Path(ge=1, le=2**62)]
 _bearer = HTTPBearer(auto_error=False, description="the agent's token from `aar referee add-agent`")
@@ -130,6 +130,7 @@ def build_router(ref) -> APIRouter:  # noqa: ANN001 (aar.referee.app.Referee; av
         with ref.db.write() as session:
             from aar.referee.db import CodePush
 
+            credit.record_push(session, ref.code, me.id, [p.commit for p in pushed])
             for p in pushed:
                 session.add(CodePush(agent_id=me.id, ref=p.ref, commit=p.commit))
             audit.record(
@@ -185,13 +186,15 @@ def build_router(ref) -> APIRouter:  # noqa: ANN001 (aar.referee.app.Referee; av
 
     # -- official runs -----------------------------------------------------------------------------
 
-    def _author(session, agent_id: int) -> str:
-        return session.scalar(select(Agent.name).where(Agent.id == agent_id)) or "?"
+    def _view(session, run: Run) -> dict:
+        names = dict(session.execute(select(Agent.id, Agent.name)).all())
+        return run_view(run, names.get(run.author_id or run.agent_id, "?"), names.get(run.agent_id, "?"))
 
     @r.post("/runs", response_model=schemas.RunOut, status_code=202)
     def create_run(body: schemas.RunIn, request: Request, me: Identity = Depends(who)):
         run = ref.runs.create(me, body.commit, body.idea_path, body.task, request.url.path)
-        return run_view(run, me.name)
+        with ref.db.read() as session:
+            return _view(session, run)
 
     @r.get("/runs", response_model=list[schemas.RunOut])
     def list_runs(
@@ -202,13 +205,13 @@ def build_router(ref) -> APIRouter:  # noqa: ANN001 (aar.referee.app.Referee; av
         _me: Identity = Depends(who),
     ):
         with ref.db.read() as session:
-            q = select(Run, Agent.name).join(Agent, Agent.id == Run.agent_id)
+            q = select(Run).join(Agent, Agent.id == credited_id())
             if agent:
                 q = q.where(Agent.name == agent)
             if status:
                 q = q.where(Run.status == status)
-            rows = session.execute(q.order_by(Run.id.desc()).limit(limit).offset(offset)).all()
-            return [run_view(run, name) for run, name in rows]
+            rows = session.scalars(q.order_by(Run.id.desc()).limit(limit).offset(offset)).all()
+            return [_view(session, run) for run in rows]
 
     @r.get("/runs/{run_id}", response_model=schemas.RunOut)
     def get_run(run_id: Id, _me: Identity = Depends(who)):
@@ -216,20 +219,21 @@ def build_router(ref) -> APIRouter:  # noqa: ANN001 (aar.referee.app.Referee; av
             run = session.get(Run, run_id)
             if run is None:
                 raise ApiError(404, f"no run {run_id}")
-            return run_view(run, _author(session, run.agent_id))
+            return _view(session, run)
 
     @r.delete("/runs/{run_id}", response_model=schemas.RunOut)
     def cancel_run(run_id: Id, request: Request, me: Identity = Depends(who)):
         run = ref.runs.cancel(me, run_id, request.url.path)
         with ref.db.read() as session:
-            return run_view(run, _author(session, run.agent_id))
+            return _view(session, run)
 
     @r.get("/leaderboard", response_model=list[schemas.LeaderboardRow])
     def leaderboard(_me: Identity = Depends(who)):
         with ref.db.read() as session:
             rows = session.execute(
-                select(Run, Agent.name).join(Agent, Agent.id == Run.agent_id).where(Run.status == "done")
+                select(Run, Agent.name).join(Agent, Agent.id == credited_id()).where(Run.status == "done")
             ).all()
+            names = dict(session.execute(select(Agent.id, Agent.name)).all())
         out = []
         for run, name in rows:
             results = run.results or {}
@@ -237,6 +241,8 @@ def build_router(ref) -> APIRouter:  # noqa: ANN001 (aar.referee.app.Referee; av
                 {
                     "run_id": run.id,
                     "author": name,
+                    "submitted_by": names.get(run.agent_id, "?"),
+                    "reproduction": run.author_id is not None and run.author_id != run.agent_id,
                     "commit": run.commit,
                     "idea_path": run.idea_path,
                     "baseline": run.is_baseline,
@@ -317,22 +323,28 @@ def build_router(ref) -> APIRouter:  # noqa: ANN001 (aar.referee.app.Referee; av
     def review_run(run_id: Id, body: schemas.ReviewIn, request: Request, me: Identity = Depends(admin)):
         run = ref.runs.review(me.id, run_id, body.verdict, body.reason, request.url.path)
         with ref.db.read() as session:
-            return run_view(run, _author(session, run.agent_id))
+            return _view(session, run)
 
     @r.get("/admin/audit")
     def audit_log(
         limit: int = Query(100, ge=1, le=1000),
         offset: int = Query(0, ge=0, le=10**9),
+        action: str | None = Query(None, max_length=64, description="only entries of this action"),
+        full: bool = Query(False, description="re-verify the whole chain, not only what is new"),
         _admin: Identity = Depends(admin),
     ) -> dict:
         with ref.db.read() as session:
-            intact, count = audit.verify_chain(session)
-            rows = session.scalars(
-                select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit).offset(offset)
-            ).all()
+            check = audit.check_chain(session, full=full)
+            stmt = select(AuditEntry)
+            if action:
+                stmt = stmt.where(AuditEntry.action == action)
+            rows = session.scalars(stmt.order_by(AuditEntry.id.desc()).limit(limit).offset(offset)).all()
             return {
-                "intact": intact,
-                "entries": count,
+                "intact": check.intact,
+                "entries": check.entries,
+                "checked": check.hashed,
+                "full": check.full,
+                "first_bad_id": check.first_bad_id,
                 "items": [
                     {
                         "id": e.id,

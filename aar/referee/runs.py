@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import sys
 import uuid
@@ -21,7 +22,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 import aar
-from aar.referee import audit, integrity
+from aar.referee import audit, credit, integrity
 from aar.referee.auth import Identity
 from aar.referee.codestore import CodeStore
 from aar.referee.config import RefereeConfig
@@ -60,6 +61,7 @@ class RunService:
         self.data = data
         self.code = code
         self.executor = None  # set by the app
+        self.load_probe = os.getloadavg  # (1, 5, 15)-minute load; replaceable to simulate a busy host
 
     # -- API side ----------------------------------------------------------------------------------
 
@@ -73,18 +75,11 @@ class RunService:
             raise ApiError(422, f"commit {full[:12]} has no file {idea_path!r}")
         day = today()
         with self.db.write() as session:
-            used = (
-                session.scalar(
-                    select(func.count())
-                    .select_from(Run)
-                    .where(Run.agent_id == who.id, Run.day == day, Run.is_baseline.is_(False))
-                )
-                or 0
-            )
-            if used >= self.config.run_budget_per_day:
-                raise ApiError(429, f"official run budget spent: {self.config.run_budget_per_day} per day")
+            author_id = credit.author_of(session, full, who.id)
+            self._check_quota(session, who, author_id, day)
             run = Run(
                 agent_id=who.id,
+                author_id=author_id,
                 commit=full,
                 idea_path=idea_path,
                 task=task,
@@ -100,11 +95,37 @@ class RunService:
                 action="runs.create",
                 method="POST",
                 path=path,
-                detail={"run_id": run.id, "commit": full, "task": task},
+                detail={"run_id": run.id, "commit": full, "task": task, "author_id": author_id},
             )
         if self.executor is not None:
             self.executor.submit(run.id)
         return run
+
+    def _check_quota(self, session, who: Identity, author_id: int, day: str) -> None:
+        """429 unless the submitter has runs and queue room left today and the idea's author has run
+        time left (others' reproductions may use only ``reproduction_share`` of it)."""
+        cfg = self.config
+        mine = select(func.count()).select_from(Run).where(Run.agent_id == who.id, Run.is_baseline.is_(False))
+        if (session.scalar(mine.where(Run.day == day)) or 0) >= cfg.run_budget_per_day:
+            raise ApiError(429, f"official run budget spent: {cfg.run_budget_per_day} per day")
+        if (session.scalar(mine.where(Run.status == "queued")) or 0) >= cfg.max_queued_runs:
+            raise ApiError(
+                429, f"{cfg.max_queued_runs} of your official runs are queued already; wait for one to start"
+            )
+        charged = select(func.coalesce(func.sum(Run.seconds), 0.0)).where(
+            Run.author_id == author_id, Run.day == day
+        )
+        if float(session.scalar(charged) or 0.0) >= cfg.run_seconds_per_day:
+            raise ApiError(
+                429,
+                f"the idea's author has spent its official run time today ({cfg.run_seconds_per_day:.0f} s)",
+            )
+        if author_id != who.id:
+            by_others = float(session.scalar(charged.where(Run.agent_id != author_id)) or 0.0)
+            if by_others >= cfg.reproduction_share * cfg.run_seconds_per_day:
+                raise ApiError(
+                    429, "reproductions of this author's ideas have used their share of its run time today"
+                )
 
     def cancel(self, who: Identity, run_id: int, path: str) -> Run:
         with self.db.write() as session:
@@ -163,22 +184,53 @@ class RunService:
                 run.status = "queued"
             return [r.id for r in rows]
 
+    def claim_next(self) -> int | None:
+        """Mark the next run ``running`` and return its id: one queue per submitter, served in turn
+        (the submitter whose last run started longest ago goes first), oldest run first within it.
+        So one researcher's slow runs delay another's by at most the run in progress per worker."""
+        with self.db.write() as session:
+            queued = session.execute(
+                select(Run.id, Run.agent_id).where(Run.status == "queued").order_by(Run.id)
+            ).all()
+            if not queued:
+                return None
+            agents = {agent for _, agent in queued}
+            last = dict(
+                session.execute(
+                    select(Run.agent_id, func.max(Run.started_at))
+                    .where(Run.agent_id.in_(agents), Run.started_at.is_not(None), Run.status != "queued")
+                    .group_by(Run.agent_id)
+                ).all()
+            )
+            first = {}
+            for run_id, agent in queued:
+                first.setdefault(agent, run_id)
+            agent = min(agents, key=lambda a: (last.get(a) is not None, last.get(a) or 0, first[a]))
+            run = session.get(Run, first[agent])
+            run.status = "running"
+            run.started_at = utcnow()
+            run.attempts = (run.attempts or 0) + 1
+            return run.id
+
     # -- execution ---------------------------------------------------------------------------------
 
     def execute(self, run_id: int) -> None:
         """Run an official run to completion; every outcome is recorded, nothing raises."""
         with self.db.write() as session:
             run = session.get(Run, run_id)
-            if run is None or run.status != "queued":
+            if run is None or run.status not in ("queued", "running"):
                 return
-            run.status = "running"
-            run.started_at = utcnow()
-            commit, idea_path, home, seeds, agent_id = (
+            if run.status == "queued":  # not claimed through claim_next (direct call)
+                run.status = "running"
+                run.started_at = utcnow()
+                run.attempts = (run.attempts or 0) + 1
+            commit, idea_path, home, seeds, agent_id, attempts = (
                 run.commit,
                 run.idea_path,
                 run.task,
                 run.seeds,
-                run.agent_id,
+                run.author_id or run.agent_id,  # flags and run time go to the idea's author
+                run.attempts,
             )
         tasks = [home] + [t for t in self.data.held_out() if t != home]
         root = self.config.scratch_root / f"run-{run_id}-{uuid.uuid4().hex[:8]}"
@@ -197,6 +249,13 @@ class RunService:
                     out, info = self._one(root, code_dir, idea_path, task, seed)
                     sandbox_log.append(info)
                     if out is None:
+                        if info.get("timed_out") and self.overloaded():
+                            if attempts <= self.config.load_retries:
+                                self._requeue(run_id, info, sandbox_log)
+                            else:  # the host's fault, not the author's: failed, not flagged
+                                info["error"] = f"timed out {attempts} times while the referee was overloaded"
+                                self._fail(run_id, agent_id, info, sandbox_log, flag=False)
+                            return
                         self._fail(run_id, agent_id, info, sandbox_log)
                         return
                     rows.append(out)
@@ -229,6 +288,7 @@ class RunService:
                 run.status = "done"
                 run.results = results
                 run.sandbox = {"backend": sandbox_log[0]["backend"], "calls": sandbox_log}
+                run.seconds = _seconds(sandbox_log)
                 run.finished_at = utcnow()
                 for task, mat in preds.items():
                     for seed, row in enumerate(mat):
@@ -336,8 +396,8 @@ class RunService:
             info["violations"] = res.violations + self._attempts(res.stderr, info["violations"])
             return None, info
         try:
-            arr = np.load(out, allow_pickle=False)
-            arr = np.asarray(arr, dtype=np.float64).reshape(-1)
+            arr = np.asarray(_load_untrusted_npy(out, 8 * len(td.ids["final"]) + 4096), dtype=np.float64)
+            arr = arr.reshape(-1)
         except Exception as exc:  # noqa: BLE001 (any unreadable output is the idea's failure)
             info["error"] = f"unreadable predictions: {type(exc).__name__}"
             return None, info
@@ -367,6 +427,27 @@ class RunService:
             out.append("reached for the referee's private data")
         return out
 
+    def overloaded(self) -> bool:
+        """Is the host busier than its cores (1-minute load average)? A time-out then is the load's."""
+        return self.load_probe()[0] > (os.cpu_count() or 1)
+
+    def _requeue(self, run_id: int, info: dict, sandbox_log: list[dict]) -> None:
+        """Put a run timed out by load back in the queue (its author is not charged or flagged)."""
+        with self.db.write() as session:
+            run = session.get(Run, run_id)
+            run.status = "queued"
+            run.sandbox = {"backend": info.get("backend"), "calls": sandbox_log, "requeued": "load"}
+            audit.record(
+                session,
+                agent_id=None,
+                action="runs.requeue",
+                method="-",
+                path=f"/runs/{run_id}",
+                detail={"run_id": run_id, "why": "timed out while the host was overloaded"},
+            )
+        if self.executor is not None:
+            self.executor.submit(run_id)
+
     def _fail(
         self, run_id: int, agent_id: int, info: dict, sandbox_log: list[dict], flag: bool = True
     ) -> None:
@@ -383,6 +464,7 @@ class RunService:
             run.status = "failed"
             run.error = msg + ("\n" + tail[-1000:] if tail else "")
             run.sandbox = {"backend": info.get("backend"), "calls": sandbox_log}
+            run.seconds = _seconds(sandbox_log)
             run.finished_at = utcnow()
             if flag:
                 kind = "sandbox_violation" if violations or info.get("timed_out") else "run_failed"
@@ -478,9 +560,11 @@ class RunService:
 
 
 def _is_root() -> bool:
-    import os
-
     return os.geteuid() == 0
+
+
+def _seconds(sandbox_log: list[dict]) -> float:
+    return round(sum(float(c.get("seconds") or 0.0) for c in sandbox_log), 3)
 
 
 def _make_readable(path: Path) -> None:
@@ -490,11 +574,37 @@ def _make_readable(path: Path) -> None:
         p.chmod(0o755 if p.is_dir() else 0o644)
 
 
-def run_view(run: Run, author: str) -> dict:
-    """What anyone may see of a run: never the per-seed predictions."""
+def _load_untrusted_npy(path: Path, max_bytes: int) -> np.ndarray:
+    """np.load of a file the idea wrote, never following a symlink (O_NOFOLLOW: the idea could point
+    it at the referee's private data) and never reading more than ``max_bytes``."""
+    import io
+
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        import stat
+
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise ValueError("predictions are not a regular file")
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ValueError("predictions file too large")
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def credited_id():
+    """SQL for the agent a run is credited to: its commit's author (older rows: the submitter)."""
+    return func.coalesce(Run.author_id, Run.agent_id)
+
+
+def run_view(run: Run, author: str, submitter: str | None = None) -> dict:
+    """What anyone may see of a run: never the per-seed predictions. ``author`` is credited;
+    ``submitter`` (default: the author) queued it, and a run of someone else's commit is a reproduction."""
+    submitter = submitter or author
     return {
         "id": run.id,
         "author": author,
+        "submitted_by": submitter,
+        "reproduction": submitter != author,
         "commit": run.commit,
         "idea_path": run.idea_path,
         "task": run.task,

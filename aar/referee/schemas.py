@@ -76,7 +76,9 @@ class RunIn(BaseModel):
 
 class RunOut(BaseModel):
     id: int
-    author: str
+    author: str  # credited: who pushed the commit first
+    submitted_by: str
+    reproduction: bool  # submitted by someone other than the author
     commit: str
     idea_path: str
     task: str
@@ -95,6 +97,8 @@ class RunOut(BaseModel):
 class LeaderboardRow(BaseModel):
     run_id: int
     author: str
+    submitted_by: str
+    reproduction: bool
     commit: str
     idea_path: str
     baseline: bool

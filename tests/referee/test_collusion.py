@@ -51,7 +51,7 @@ def test_five_colluding_tokens_with_full_budgets_learn_a_few_percent_at_most(mak
     weak_acc = float(((td.weak("dev") >= 0.5) == labels).mean())
     final, releases = boosting_coalition(env, np.random.default_rng(11))
     gain = float(((final >= 0.5) == labels).mean()) - weak_acc
-    print(f"\n{TOKENS} tokens x {BUDGET} queries, {len(labels)} dev items: {releases} releases, gain {gain:+.3f}")
+    print(f"\n{TOKENS} tokens x {BUDGET} queries, {len(labels)} dev items: {releases} releases, {gain:+.3f}")
     assert gain <= 0.05
     # every token spent its whole budget, and the budget held
     for t in range(TOKENS):

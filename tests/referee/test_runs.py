@@ -80,6 +80,7 @@ def test_official_runs_good_and_hostile(make_env, tmp_path, data_dir):
         sandbox_wall_seconds=120,
         sandbox_max_processes=64,
         runs_dir=None,
+        max_queued_runs=len(HOSTILE) + 1,
     )
     h = env.agent("alice")
     files = {"good.py": GOOD}

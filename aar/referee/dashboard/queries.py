@@ -14,7 +14,7 @@ from sqlalchemy import select
 from aar.referee.db import Agent, Database, Flag, Run
 from aar.referee.errors import ApiError
 from aar.referee.flags import flag_view
-from aar.referee.runs import BASELINE_AGENT
+from aar.referee.runs import BASELINE_AGENT, credited_id
 
 
 def home_pgr(run: Run) -> float | None:
@@ -59,7 +59,7 @@ def leaderboard(db: Database) -> tuple[list[dict], list[str]]:
     """Done runs by home PGR (undefined last), ranked; plus the held-out task columns in first-seen order."""
     with db.read() as session:
         rows = session.execute(
-            select(Run, Agent.name).join(Agent, Agent.id == Run.agent_id).where(Run.status == "done")
+            select(Run, Agent.name).join(Agent, Agent.id == credited_id()).where(Run.status == "done")
         ).all()
         out = [run_row(run, name) for run, name in rows]
     out.sort(key=_pgr_key)
@@ -103,7 +103,7 @@ def progress(db: Database, names: list[str]) -> dict:
     with db.read() as session:
         rows = session.execute(
             select(Run, Agent.name)
-            .join(Agent, Agent.id == Run.agent_id)
+            .join(Agent, Agent.id == credited_id())
             .where(Run.status == "done", Run.is_baseline.is_(False), Run.finished_at.is_not(None))
             .order_by(Run.finished_at, Run.id)
         ).all()
@@ -130,7 +130,7 @@ def agent_id(db: Database, name: str) -> int:
 
 def agent_runs(db: Database, agent: int, name: str) -> list[dict]:
     with db.read() as session:
-        runs = session.scalars(select(Run).where(Run.agent_id == agent).order_by(Run.id.desc())).all()
+        runs = session.scalars(select(Run).where(credited_id() == agent).order_by(Run.id.desc())).all()
         return [run_row(r, name) for r in runs]
 
 
@@ -139,7 +139,7 @@ def review_queue(db: Database) -> tuple[list[dict], list[dict]]:
     with db.read() as session:
         runs = session.execute(
             select(Run, Agent.name)
-            .join(Agent, Agent.id == Run.agent_id)
+            .join(Agent, Agent.id == credited_id())
             .where(Run.status == "done", Run.is_baseline.is_(False), Run.review_state == "unreviewed")
             .order_by(Run.id)
         ).all()
