@@ -49,6 +49,13 @@ def run(ctx):
     hog = bytearray(10 * {limit})
     return [0.5] * len(ctx.test_ids)
 """,
+    "symlink_predictions": """
+import os
+import sys
+def run(ctx):
+    os.symlink({paths!r}[0], sys.argv[3])  # the referee must not follow it into its private data
+    os._exit(0)
+""",
     "write_outside": """
 import pathlib
 import aar
