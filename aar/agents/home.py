@@ -39,6 +39,7 @@ from aar.sandbox import (
 
 log = logging.getLogger("aar.agents")
 AAR_SOURCE = Path(aar.__file__).resolve().parent  # the aar package, bound read-only
+UID_BOUND_ENV = "AAR_REFEREE_UID_BOUND"  # "1": the referee binds this researcher's token to its uid
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "aar-researcher",
     "GIT_AUTHOR_EMAIL": "researcher@aar.invalid",
@@ -153,8 +154,11 @@ class AgentHome:
         }
         if self.referee_socket is not None:
             env["AAR_REFEREE"] = str(self.referee_socket)
-            if self.referee_token:
-                env["AAR_REFEREE_TOKEN"] = self.referee_token  # the agent's own identity, nothing more
+            bound = self.uid is not None and os.environ.get(UID_BOUND_ENV) == "1"
+            if self.referee_token and not bound:
+                # the agent's own identity, nothing more; where the referee knows this sandbox's uid
+                # (the lab binds it), the socket identifies the sandbox and no token is handed in
+                env["AAR_REFEREE_TOKEN"] = self.referee_token
         return env
 
     def policy(self, timeout: float | None = None) -> SandboxPolicy:

@@ -25,6 +25,7 @@ class Identity:
     id: int
     name: str
     is_admin: bool
+    uid: int | None = None  # the sandbox uid the identity is bound to (None: any peer)
 
 
 def hash_token(token: str) -> str:
@@ -63,6 +64,20 @@ def ensure_agent(db: Database, name: str, token: str, *, admin: bool = False) ->
     return False
 
 
+def bind_uid(db: Database, name: str, uid: int | None) -> None:
+    """Bind an agent to its sandbox uid (idempotent; None leaves it unbound)."""
+    if uid is None:
+        return
+    with db.write() as session:
+        agent = session.scalar(select(Agent).where(Agent.name == name))
+        if agent is None:
+            raise ValueError(f"no agent {name!r}")
+        other = session.scalar(select(Agent).where(Agent.uid == uid, Agent.name != name))
+        if other is not None:
+            raise ValueError(f"uid {uid} is bound to agent {other.name!r} already")
+        agent.uid = uid
+
+
 class Authenticator:
     """Bearer token -> Identity, with a small cache (agents are created rarely, requests are many)."""
 
@@ -85,7 +100,36 @@ class Authenticator:
             agent = session.scalar(select(Agent).where(Agent.token_hash == digest))
         if agent is None:
             raise ApiError(401, "unknown token")
-        ident = Identity(agent.id, agent.name, agent.is_admin)
+        ident = Identity(agent.id, agent.name, agent.is_admin, agent.uid)
         with self._lock:
             self._cache[digest] = ident
         return ident
+
+    def identify_peer(self, authorization: str | None, peer_uid: int | None) -> Identity:
+        """The caller's identity, given the peer uid of a Unix-socket connection (None over TCP).
+
+        On the socket a token is accepted only from the uid its agent is bound to (root, the lab
+        and the referee's operator, holds every token anyway), and a peer whose uid is bound to an
+        agent is that agent without a token. A token presented by another bound uid is refused:
+        a researcher cannot act with a colleague's stolen token."""
+        if peer_uid is None:
+            return self.identify(authorization)
+        by_uid = self._by_uid(peer_uid)
+        if not authorization:
+            if by_uid is not None:
+                return by_uid
+            return self.identify(authorization)
+        ident = self.identify(authorization)
+        if peer_uid != 0 and (
+            (ident.uid is not None and ident.uid != peer_uid)
+            or (by_uid is not None and by_uid.id != ident.id)
+        ):
+            raise ApiError(403, f"this token is not accepted from uid {peer_uid}: it is another researcher's")
+        return ident
+
+    def _by_uid(self, uid: int) -> Identity | None:
+        if uid == 0:
+            return None
+        with self.db.read() as session:
+            agent = session.scalar(select(Agent).where(Agent.uid == uid))
+        return None if agent is None else Identity(agent.id, agent.name, agent.is_admin, agent.uid)

@@ -48,6 +48,9 @@ class Agent(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    # the researcher's sandbox uid: on the Unix socket its token is accepted only from this uid, and
+    # a peer with this uid needs no token at all (so none has to sit in the sandbox's environment)
+    uid: Mapped[int | None] = mapped_column(Integer, nullable=True, unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 

@@ -15,6 +15,7 @@ from aar.referee.auth import Identity
 from aar.referee.codestore import GitError
 from aar.referee.db import Agent, AuditEntry, Run
 from aar.referee.errors import ApiError
+from aar.referee.peer import PEER_UID
 from aar.referee.runs import credited_id, run_view
 
 Id = Annotated[int, Path(ge=1, le=2**62)]
@@ -53,7 +54,8 @@ def build_router(ref) -> APIRouter:  # noqa: ANN001 (aar.referee.app.Referee; av
         creds: HTTPAuthorizationCredentials | None = Depends(_bearer), request: Request = None
     ) -> Identity:  # type: ignore[assignment]
         header = request.headers.get("authorization") if request is not None else None
-        return ref.auth.identify(header if creds is None else f"Bearer {creds.credentials}")
+        peer = request.scope.get(PEER_UID) if request is not None else None
+        return ref.auth.identify_peer(header if creds is None else f"Bearer {creds.credentials}", peer)
 
     def admin(me: Identity = Depends(who)) -> Identity:
         if not me.is_admin:

@@ -7,12 +7,12 @@ a state the next call completes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from aar.atomic import atomic_write
-from aar.referee.auth import ensure_agent, new_token
+from aar.referee.auth import bind_uid, ensure_agent, new_token
 from aar.referee.config import RefereeConfig
 from aar.referee.db import Database
 
@@ -38,13 +38,14 @@ def initialise(
     max_rows: int | None = None,
     baselines: bool = True,
     rebuild: bool = False,
-    agents: Sequence[str] = (),
+    agents: Sequence[str] | Mapping[str, int | None] = (),
     log: Callable[[str], None] = print,
     show_progress: bool = False,
     **config_overrides,
 ) -> dict[str, str]:
     """Prepare tasks (unless there already and not ``rebuild``), save the config, score baselines,
-    create the admin (token in data/admin.token) and the named ``agents`` (data/tokens/<name>.token).
+    create the admin (token in data/admin.token) and the named ``agents`` (data/tokens/<name>.token;
+    a mapping name -> uid also binds each to its sandbox uid, see ``Authenticator.identify_peer``).
     Returns every token it ensured, by name ("admin" included)."""
     from aar.referee.app import Referee
     from aar.referee.datadir import init_data_dir
@@ -69,6 +70,8 @@ def initialise(
             (data / TOKENS_DIR).mkdir(mode=0o700, exist_ok=True)
         for name in agents:
             tokens[name] = ensure_token(ref.db, data / TOKENS_DIR / f"{name}.token", name)
+            if isinstance(agents, Mapping):
+                bind_uid(ref.db, name, agents[name])
     finally:
         ref.db.dispose()
     return tokens

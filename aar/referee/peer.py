@@ -1,0 +1,42 @@
+"""Who is on the other end of the referee's Unix socket: the peer's uid, from the kernel.
+
+Why: the socket is bind-mounted into every researcher's sandbox, and each researcher runs as its
+own uid. ``SO_PEERCRED`` gives the uid of the connecting process, which it cannot forge, so the
+referee can refuse a token presented by the wrong researcher and identify a researcher with no token
+at all (``Authenticator.identify_peer``). The uid travels in the ASGI scope under ``PEER_UID``; TCP
+connections carry none.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+PEER_UID = "aar.peer_uid"
+_UCRED = struct.Struct("3i")  # pid, uid, gid
+
+
+def peer_uid(sock: socket.socket | None) -> int | None:
+    """The uid of the process at the other end of a Unix socket, None for anything else."""
+    if sock is None or sock.family != socket.AF_UNIX:
+        return None
+    _pid, uid, _gid = _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
+    return uid
+
+
+class PeerCredProtocol(H11Protocol):
+    """uvicorn's h11 protocol that puts the peer's uid into every request's scope on a Unix socket."""
+
+    def connection_made(self, transport) -> None:  # noqa: ANN001 (asyncio.Transport)
+        super().connection_made(transport)
+        uid = peer_uid(transport.get_extra_info("socket"))
+        if uid is None:
+            return
+        inner = self.app
+
+        async def with_peer(scope, receive, send) -> None:  # noqa: ANN001 (ASGI)
+            await inner({**scope, PEER_UID: uid}, receive, send)
+
+        self.app = with_peer
