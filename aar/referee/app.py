@@ -53,6 +53,8 @@ class Referee:
             config.data_dir / "code.git",
             max_blob_bytes=config.max_blob_bytes,
             max_commits=config.max_commits_per_push,
+            max_files=config.max_tree_files,
+            max_tree_bytes=config.max_tree_bytes,
         )
         return cls(
             config=config,

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from aar.referee.db import AuditEntry, Database, utcnow
@@ -54,6 +54,19 @@ def record(
     )
     session.add(entry)
     return entry
+
+
+def count_today(session: Session, agent_id: int, action: str) -> int:
+    """How many ``action`` entries ``agent_id`` has since 00:00 UTC (budgets kept in the log itself)."""
+    start = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(AuditEntry)
+            .where(AuditEntry.agent_id == agent_id, AuditEntry.action == action, AuditEntry.ts >= start)
+        )
+        or 0
+    )
 
 
 def ensure_index(db: Database) -> None:

@@ -2,7 +2,8 @@
 
 A push is checked before any ref moves: the bundle is verified by git, fetched (with fsck) into a
 quarantine namespace, and every new commit's tree is inspected: no path may escape (``..``, absolute,
-``.git``), no symlink may point outside the tree, no submodule, no blob above the size limit. Only
+``.git``), no symlink at all (a lexical check of where a chain of links resolves is not enough), no
+submodule, no blob above the size limit, at most ``max_files`` files and ``max_tree_bytes`` in all. Only
 then are the refs written, as ``refs/agents/<agent>/<the bundle's ref minus 'refs/'>``, so an agent
 can never write another agent's refs whatever its bundle names. Any agent may fetch any commit that
 some agent ref reaches (provenance: every score names a commit).
@@ -11,7 +12,6 @@ some agent ref reaches (provenance: every score names a commit).
 from __future__ import annotations
 
 import os
-import posixpath
 import re
 import subprocess
 import tempfile
@@ -44,10 +44,20 @@ class PushedRef:
 
 
 class CodeStore:
-    def __init__(self, path: Path, *, max_blob_bytes: int, max_commits: int):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_blob_bytes: int,
+        max_commits: int,
+        max_files: int = 2000,
+        max_tree_bytes: int = 64 * 1024 * 1024,
+    ):
         self.path = Path(path).resolve()  # git runs with cwd and --git-dir both set to it
         self.max_blob_bytes = max_blob_bytes
         self.max_commits = max_commits
+        self.max_files = max_files
+        self.max_tree_bytes = max_tree_bytes
         self._lock = threading.Lock()
         if not (self.path / "HEAD").exists():
             self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -157,31 +167,82 @@ class CodeStore:
             self._check_tree(commit)
 
     def _check_tree(self, commit: str) -> None:
-        listing = self._git("ls-tree", "-r", "-l", "-z", "--full-tree", commit).stdout.decode(
-            errors="replace"
+        """Refuse a tree with too many files, too many bytes in all (a blob counts each time an entry
+        names it: one blob behind many entries is the bomb), a blob over the cap, a symlink of any
+        kind, a submodule or an escaping path. The listing is streamed and git is stopped at the
+        first cap passed, so a tree that expands to millions of entries costs bounded memory and time."""
+        files = total = 0
+        with self._popen("ls-tree", "-r", "-l", "-z", "--full-tree", commit) as proc:
+            try:
+                for entry in _split_nul(proc.stdout):
+                    meta, _, raw_path = entry.partition(b"\t")
+                    mode, kind, _sha, size = meta.decode().split()
+                    path = raw_path.decode(errors="replace")
+                    parts = path.split("/")
+                    if path.startswith("/") or any(
+                        p in ("", ".", "..") or p.lower() == ".git" for p in parts
+                    ):
+                        raise ApiError(422, f"commit {commit[:12]}: path escapes the tree: {path[:200]!r}")
+                    if kind == "commit" or mode == "160000":
+                        raise ApiError(
+                            422, f"commit {commit[:12]}: submodules are not accepted ({path[:200]!r})"
+                        )
+                    if mode == "120000":
+                        raise ApiError(
+                            422, f"commit {commit[:12]}: symlinks are not accepted ({path[:200]!r})"
+                        )
+                    files += 1
+                    if files > self.max_files:
+                        raise ApiError(422, f"commit {commit[:12]}: more than {self.max_files} files")
+                    blob = int(size) if size != "-" else 0
+                    if blob > self.max_blob_bytes:
+                        raise ApiError(
+                            422,
+                            f"commit {commit[:12]}: {path[:200]!r} is {blob} bytes; "
+                            f"blobs may be at most {self.max_blob_bytes}",
+                        )
+                    total += blob
+                    if total > self.max_tree_bytes:
+                        raise ApiError(
+                            422,
+                            f"commit {commit[:12]}: its files add up to over {self.max_tree_bytes} bytes",
+                        )
+            finally:
+                proc.kill()
+
+    def _popen(self, *args: str) -> subprocess.Popen:
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("GIT_")},
+            **_GIT_ENV,
+            "HOME": str(self.path),
+        }
+        return subprocess.Popen(
+            ["git", "--git-dir", str(self.path), *args],
+            cwd=self.path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
         )
-        links: list[tuple[str, str]] = []
-        for entry in filter(None, listing.split("\0")):
-            meta, _, path = entry.partition("\t")
-            mode, kind, sha, size = meta.split()
-            parts = path.split("/")
-            if path.startswith("/") or any(p in ("", ".", "..") or p.lower() == ".git" for p in parts):
-                raise ApiError(422, f"commit {commit[:12]}: path escapes the tree: {path[:200]!r}")
-            if kind == "commit" or mode == "160000":
-                raise ApiError(422, f"commit {commit[:12]}: submodules are not accepted ({path[:200]!r})")
-            if size != "-" and int(size) > self.max_blob_bytes:
-                raise ApiError(
-                    422,
-                    f"commit {commit[:12]}: {path[:200]!r} is {int(size)} bytes; "
-                    f"blobs may be at most {self.max_blob_bytes}",
-                )
-            if mode == "120000":
-                links.append((path, sha))
-        for path, sha in links:
-            target = self._git("cat-file", "blob", sha).stdout.decode(errors="replace")
-            resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
-            if target.startswith("/") or resolved == ".." or resolved.startswith("../"):
-                raise ApiError(422, f"commit {commit[:12]}: symlink {path[:200]!r} points out of the tree")
+
+    def archive_to(self, commit: str, dest: Path, fmt: str = "tar") -> int:
+        """Stream ``git archive`` of a (checked) commit into the file ``dest``, never past the tree
+        cap plus tar overhead; returns the bytes written."""
+        cap = self.max_tree_bytes + 1024 * (self.max_files + 16)
+        written = 0
+        with self._popen("archive", f"--format={fmt}", f"--prefix={commit[:12]}/", commit) as proc:
+            try:
+                with open(dest, "wb") as out:
+                    while chunk := proc.stdout.read(1 << 16):
+                        written += len(chunk)
+                        if written > cap:
+                            raise ApiError(413, f"the archive of {commit[:12]} exceeds {cap} bytes")
+                        out.write(chunk)
+                if proc.wait(timeout=120) != 0:
+                    raise GitError(f"git archive of {commit[:12]} failed")
+            finally:
+                proc.kill()
+        return written
 
     # -- read --------------------------------------------------------------------------------------
 
@@ -211,22 +272,27 @@ class CodeStore:
             raise ApiError(404, f"no commit {sha} in the code store")
         return full
 
-    def tarball(self, sha: str) -> bytes:
+    def tarball(self, sha: str, dest: Path) -> str:
+        """Write the tar.gz of a commit's tree to ``dest`` (streamed, capped); returns the full sha."""
         full = self.resolve(sha)
-        return self._git("archive", "--format=tar.gz", f"--prefix={full[:12]}/", full).stdout
+        self.archive_to(full, dest, fmt="tar.gz")
+        return full
 
     def has_file(self, commit: str, path: str) -> bool:
         return self._git("cat-file", "-e", f"{commit}:{path}", check=False).returncode == 0
 
     def checkout(self, commit: str, dest: Path) -> None:
         """Extract a (checked) commit's tree into ``dest`` with tarfile's safe 'data' filter."""
-        import io
         import tarfile
 
-        data = self._git("archive", "--format=tar", commit).stdout
         dest.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-            tar.extractall(dest, filter="data")
+        with tempfile.TemporaryDirectory(prefix="aar-checkout-") as tmp:
+            archive = Path(tmp) / "tree.tar"
+            self.archive_to(commit, archive)
+            with tarfile.open(archive) as tar:
+                for member in tar.getmembers():  # drop the archive's <sha12>/ prefix
+                    member.name = member.name.partition("/")[2]
+                tar.extractall(dest, members=[m for m in tar.getmembers() if m.name], filter="data")
 
     def refs(self, agent: str | None = None) -> list[dict]:
         prefix = f"refs/agents/{agent}/" if agent else "refs/agents/"
@@ -242,3 +308,16 @@ class CodeStore:
             if self._git("show-ref", "--verify", "-q", ref, check=False).returncode:
                 raise ApiError(404, f"no ref {ref!r}")
             self._git("update-ref", "-d", ref)
+
+
+def _split_nul(stream, limit: int = 1 << 20):  # noqa: ANN001 (a binary pipe)
+    """NUL-terminated records from a pipe, read in chunks; a record longer than ``limit`` is an error."""
+    buf = b""
+    while chunk := stream.read(1 << 16):
+        buf += chunk
+        *records, buf = buf.split(b"\0")
+        yield from records
+        if len(buf) > limit:
+            raise ApiError(422, "a tree entry is too long")
+    if buf:
+        yield buf

@@ -33,6 +33,9 @@ class RefereeConfig:
     max_bundle_bytes: int = 50 * 1024 * 1024
     max_blob_bytes: int = 5 * 1024 * 1024
     max_commits_per_push: int = 500
+    max_tree_files: int = 2000  # files per commit tree, checked at push
+    max_tree_bytes: int = 64 * 1024 * 1024  # uncompressed bytes per commit tree (a blob counts per entry)
+    code_fetches_per_day: int = 200  # GET /code/{sha} per researcher per UTC day
     run_workers: int = 1
     executor: str = "local"  # "local" (process pool of sandboxed subprocesses) or "none" (queue only)
     determinism_check: bool = True  # re-run one seed to catch nondeterministic ideas

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path as FsPath
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -178,12 +179,41 @@ def build_router(ref) -> APIRouter:  # noqa: ANN001 (aar.referee.app.Referee; av
         response_class=Response,
         responses={200: {"content": {"application/gzip": {}}, "description": "tar.gz of the commit's tree"}},
     )
-    def get_code(sha: str, _me: Identity = Depends(who)):
-        data = ref.code.tarball(sha)
-        return Response(
-            data,
+    def get_code(sha: str, request: Request, me: Identity = Depends(who)):
+        import os
+        import tempfile
+
+        from fastapi.responses import FileResponse
+        from starlette.background import BackgroundTask
+
+        with ref.db.write() as session:  # fetching code is budgeted: git archive costs CPU
+            if not me.is_admin:
+                used = audit.count_today(session, me.id, "code.fetch")
+                if used >= ref.config.code_fetches_per_day:
+                    raise ApiError(
+                        429,
+                        f"code fetch budget spent: {ref.config.code_fetches_per_day} a day; resets 00:00 UTC",
+                    )
+            audit.record(
+                session,
+                agent_id=me.id,
+                action="code.fetch",
+                method="GET",
+                path=request.url.path,
+                detail={"sha": sha},
+            )
+        fd, name = tempfile.mkstemp(prefix="aar-code-", suffix=".tar.gz")
+        os.close(fd)
+        try:
+            full = ref.code.tarball(sha, FsPath(name))
+        except BaseException:
+            os.unlink(name)
+            raise
+        return FileResponse(
+            name,
             media_type="application/gzip",
-            headers={"content-disposition": f'attachment; filename="{sha[:12]}.tar.gz"'},
+            filename=f"{full[:12]}.tar.gz",
+            background=BackgroundTask(os.unlink, name),
         )
 
     # -- official runs -----------------------------------------------------------------------------
