@@ -157,14 +157,17 @@ def w2s_demo_cmd(
 
 
 def main() -> None:
-    from aar.lab.procs import die_with_parent
+    from aar.lab.procs import die_with_parent, kill_children, reset_signals
 
-    die_with_parent()
+    reset_signals()  # SIGINT and SIGTERM are ours, whatever was inherited (ignored under `nohup ... &`)
     try:
+        die_with_parent()
         app()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         err.print("interrupted")
-        sys.exit(130)
+        sys.exit(128 + getattr(exc, "signum", 2))
+    finally:
+        kill_children()  # a sandboxed command (its own session) never outlives the aar process that ran it
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from pathlib import Path
 
 import typer
@@ -55,10 +56,23 @@ def run_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed of the scripted researcher."),
     stream: bool = typer.Option(True, "--stream/--no-stream", help="Stream model responses."),
     user: str = typer.Option(None, "--user", help="The agent's system user (root only; default per home)."),
+    referee_grace: float = typer.Option(
+        90.0, "--referee-grace", help="Stop after the referee refused connections this long (s; 0: never)."
+    ),
+    deadline_grace: float = typer.Option(
+        15.0, "--deadline-grace", help="Stop whatever is running this long after the wall-clock budget (s)."
+    ),
+    exit_grace: float = typer.Option(
+        15.0, "--exit-grace", help="Exit at once if still running this long after being told to stop (s)."
+    ),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
-    """Run a researcher until a budget is spent; resumes from its transcript if it was stopped."""
-    from aar.agents.factory import Settings, run
+    """Run a researcher until a budget is spent; resumes from its transcript if it was stopped.
+
+    A watchdog enforces the wall clock even inside a hung tool call or model request, and stops the
+    researcher when its referee has gone away; either way the transcript gets its session_end."""
+    from aar.agents.budget import Watchdog
+    from aar.agents.factory import Settings
 
     _logging(log_level)
     settings = Settings(
@@ -80,8 +94,67 @@ def run_cmd(
         seed=seed,
         user=user,
     )
-    reason = run(settings)
+    watchdog = Watchdog(
+        referee=referee, referee_grace=referee_grace, deadline_grace=deadline_grace, exit_grace=exit_grace
+    )
+    reason = _run_watched(settings, watchdog)
     typer.echo(f"researcher stopped: {reason}", err=True)
+
+
+def _run_watched(settings, watchdog) -> str:  # noqa: ANN001 (factory.Settings, budget.Watchdog)
+    """``factory.run`` under the watchdog (armed before the referee is first asked for anything)."""
+    from aar.agents.budget import Stopped
+    from aar.agents.factory import build
+    from aar.lab.procs import kill_children
+
+    built = None
+
+    def hard_exit(reason: str, final: bool) -> None:  # the watchdog's last resort, from its thread
+        closed = False
+        if built is not None:
+            closer = threading.Thread(target=_close_session, args=(built, reason, final), daemon=True)
+            closer.start()
+            closer.join(5.0)  # the main thread may hold the transcript's lock forever
+            closed = not closer.is_alive()
+        kill_children()
+        sys.stderr.flush()
+        os._exit(0 if closed else 1)
+
+    watchdog.hard_exit = hard_exit
+    watchdog.start()
+    try:
+        built = build(settings)
+        watchdog.watch(built.budget)
+        if built.researcher is not None:
+            return built.researcher.run()
+        from aar.agents.backends.claude_code import run_claude_code
+
+        return run_claude_code(
+            built.toolbox, built.transcript, built.budget, built.system, built.kickoff, settings.model
+        )
+    except KeyboardInterrupt as exc:  # outside the loop's own handling (start-up, the claude-code backend)
+        if built is None:
+            if isinstance(exc, Stopped):  # the referee is gone before the session began: nothing to close
+                return exc.reason
+            raise
+        reason = getattr(exc, "reason", "interrupted")
+        _close_session(built, reason, bool(getattr(exc, "final", False)))
+        return reason
+    finally:
+        watchdog.stop()
+        if built is not None:
+            built.transcript.close()
+        kill_children()  # sandboxed commands run in sessions of their own: none outlives the researcher
+
+
+def _close_session(built, reason: str, final: bool) -> None:  # noqa: ANN001 (factory.Built)
+    """Write session_end if this process's session is still open in the transcript."""
+    t = built.transcript
+    last = next(
+        (r for r in reversed(t.records()) if r["type"] in ("session_start", "session_end")), None
+    )
+    if t.session and last is not None and last["type"] == "session_start" and last["session"] == t.session:
+        t.write("session_end", reason=reason, final=final, budget=built.budget.summary())
 
 
 @app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

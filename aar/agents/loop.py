@@ -9,6 +9,10 @@ never submits the same run twice), the ones already answered are not.
 Compaction: when the last turn's prompt (input + cache reads + cache writes) passes ``compact_at`` of
 the backend's context window, the model writes a summary that replaces the conversation (recorded as
 a ``compaction`` record); its notebook is appended to the new first message.
+
+Stops: budgets are checked between turns; a Ctrl-C, a SIGTERM or the watchdog (``budget.Watchdog``: the
+wall clock inside a hung tool call or model request, a referee gone for good) interrupts whatever runs,
+and every way out writes ``session_end`` with its reason and whether the stop is final.
 """
 
 from __future__ import annotations
@@ -171,22 +175,23 @@ class Researcher:
         messages = list(restored.messages)
         turns_since_run = 10**9 if not restored.submitted_runs else 0
         runs_before = self.budget.spend.official_runs
-        if not messages:
-            self._record_message(
-                messages, {"role": "user", "content": [{"type": "text", "text": self.kickoff}]}
-            )
-        elif messages[-1]["role"] == "assistant":
-            pending = [b for b in messages[-1]["content"] if b["type"] == "tool_use"]
-            if pending:
-                log.info("resuming: answering %d tool call(s) interrupted by the last session", len(pending))
-                self._answer(messages, pending, restored.answered)
-            else:
-                self._record_message(
-                    messages, {"role": "user", "content": [{"type": "text", "text": prompts.NUDGE}]}
-                )
         idle = 0
         reason = "stopped"
-        try:
+        final = False
+        try:  # from here on every way out writes session_end (a resumed tool call may be the long one)
+            if not messages:
+                self._record_message(
+                    messages, {"role": "user", "content": [{"type": "text", "text": self.kickoff}]}
+                )
+            elif messages[-1]["role"] == "assistant":
+                pending = [b for b in messages[-1]["content"] if b["type"] == "tool_use"]
+                if pending:
+                    log.info("resuming: answering %d tool call(s) the last session left open", len(pending))
+                    self._answer(messages, pending, restored.answered)
+                else:
+                    self._record_message(
+                        messages, {"role": "user", "content": [{"type": "text", "text": prompts.NUDGE}]}
+                    )
             while True:
                 reason = self._stop_reason(turns_since_run)
                 if reason:
@@ -215,10 +220,11 @@ class Researcher:
                 if self.budget.spend.official_runs > runs_before:
                     runs_before, turns_since_run = self.budget.spend.official_runs, 0
                 messages = self._maybe_compact(messages, completion)
-        except KeyboardInterrupt:
-            reason = "interrupted"
-        # final: a budget was spent or the researcher chose to stop; a resumed session would stop again
-        final = reason not in ("interrupted", "stopped")
+            # final: a budget was spent or the researcher chose to stop; a resumed session would stop again
+            final = True
+        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, or the watchdog (budget.Stopped: its own reason)
+            reason = getattr(exc, "reason", "interrupted")
+            final = bool(getattr(exc, "final", False))
         self.transcript.write("session_end", reason=reason, final=final, budget=self.budget.summary())
         log.info("researcher stopped: %s", reason)
         return reason

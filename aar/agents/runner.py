@@ -57,11 +57,12 @@ class LocalRunner:
             out, err = proc.communicate(input.encode() if input is not None else None, timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            _kill_group(proc)
             out, err = proc.communicate()
+        except BaseException:  # interrupted (Ctrl-C, SIGTERM, a stop): the command goes with us
+            _kill_group(proc)
+            proc.wait()
+            raise
         text = [b[:max_output].decode("utf-8", errors="replace") for b in (out, err)]
         return SandboxResult(
             proc.returncode,
@@ -72,6 +73,13 @@ class LocalRunner:
             ["timeout"] if timed_out else [],
             "local",
         )
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # unreaped, so the group id is still the command's
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 PYTHON = sys.executable

@@ -1,6 +1,13 @@
-"""Child processes of a campaign (the referee server, one process per researcher).
+"""Child processes of a campaign (the referee server, one process per researcher), and the signal state
+every ``aar`` process starts from.
 
-Two guarantees the lab needs for resume after SIGKILL:
+Guarantees the lab needs, whoever started it and however it ends:
+- a clean signal state: a shell hands the jobs it starts in the background SIGINT (and SIGQUIT) as
+  *ignored*, and children inherit that. So every ``aar`` process installs its own SIGINT and SIGTERM
+  handlers at start-up (``reset_signals``, called first by the CLI), and ``spawn`` resets them to their
+  defaults on the way too (``env --default-signal`` where coreutils has it, no ``preexec_fn``).
+- children are stopped with SIGTERM (a signal they handle themselves, so it cannot have been inherited
+  as ignored), then SIGKILL of their whole process group after a grace period (``stop``).
 - children die with the lab: each is told the lab's pid (``AAR_PARENT_PID``) and, at start-up, asks the
   kernel for a signal when its parent dies (``prctl(PR_SET_PDEATHSIG)``, see ``die_with_parent``). Done in
   the child rather than with ``preexec_fn``, which is unsafe in a threaded parent.
@@ -11,7 +18,9 @@ Two guarantees the lab needs for resume after SIGKILL:
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +29,26 @@ from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
 AAR = [sys.executable, "-m", "aar.cli"]
+STOP_GRACE = 30.0  # seconds between SIGTERM and SIGKILL of a child's process group
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt, so the same cleanup runs
+    (a researcher closes its transcript, the lab stops its children and writes its report)."""
+
+    signum = signal.SIGTERM
+
+
+def _raise_terminated(signum, frame) -> None:  # noqa: ANN001
+    raise Terminated
+
+
+def reset_signals() -> None:
+    """Explicit SIGINT (KeyboardInterrupt) and SIGTERM (``Terminated``) handlers, whatever this process
+    inherited (ignored under ``nohup ... &``, blocked, or anything else); main thread only."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 def die_with_parent() -> None:
@@ -36,6 +65,21 @@ def die_with_parent() -> None:
         return
     if os.getppid() != int(parent):  # the parent died before prctl took effect
         os.kill(os.getpid(), sig)
+
+
+@functools.cache
+def _signal_trampoline() -> tuple[str, ...]:
+    """``env --default-signal=...`` (coreutils >= 9.1) as an argv prefix: the child starts with SIGINT,
+    SIGQUIT and SIGTERM at their defaults even before its own ``reset_signals``; () where unsupported."""
+    env = shutil.which("env")
+    if env is None:
+        return ()
+    prefix = (env, "--default-signal=INT,QUIT,TERM")
+    try:
+        ok = subprocess.run([*prefix, "true"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        ok = False
+    return prefix if ok else ()
 
 
 def spawn(
@@ -55,7 +99,7 @@ def spawn(
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         return subprocess.Popen(
-            [*AAR, *args],
+            [*_signal_trampoline(), *AAR, *args],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -96,15 +140,74 @@ def _signal_group(pid: int, sig: int) -> None:
             pass
 
 
-def interrupt(proc: subprocess.Popen, sig: int = signal.SIGINT) -> None:
-    """Ask a child's whole session to stop (it started its own process group)."""
-    if proc.poll() is None:
-        _signal_group(proc.pid, sig)
+def terminate(proc: subprocess.Popen) -> None:
+    """Ask a child's whole process group to stop (it started its own session) with SIGTERM."""
+    if proc.returncode is None:
+        _signal_group(proc.pid, signal.SIGTERM)
+
+
+def _exited(pid: int, deadline: float) -> bool:
+    """Wait until ``pid`` exits (or ``deadline``) without reaping it: while it is an unreaped zombie,
+    its pid (the id of its process group) cannot be reused, so a later killpg hits only its group."""
+    pause = 0.01
+    while True:
+        try:
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                return True
+        except ChildProcessError:  # reaped already
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
 
 
 def wait_or_kill(proc: subprocess.Popen, timeout: float) -> int:
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
+    """Wait up to ``timeout`` s for a child, then SIGKILL its whole process group (at once if it is still
+    running; stragglers it left in the group otherwise) and reap it."""
+    if proc.returncode is not None:
+        return proc.returncode
+    _exited(proc.pid, time.monotonic() + timeout)
+    if proc.returncode is None:  # not reaped meanwhile: its group id is still its own
         _signal_group(proc.pid, signal.SIGKILL)
-        return proc.wait()
+    return proc.wait()
+
+
+def stop(proc: subprocess.Popen, grace: float = STOP_GRACE) -> int:
+    """SIGTERM to the child's process group, SIGKILL to the group after ``grace`` s; its exit code."""
+    terminate(proc)
+    return wait_or_kill(proc, grace)
+
+
+def _children() -> list[tuple[int, int]]:
+    """(pid, process group) of this process's live children, from /proc."""
+    me, out = os.getpid(), []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        state, ppid, pgid = fields[0], int(fields[1]), int(fields[2])
+        if ppid == me and state != "Z":
+            out.append((int(entry.name), pgid))
+    return out
+
+
+def kill_children() -> int:
+    """SIGKILL every child of this process still running, with its process group (a sandboxed command
+    runs in a session of its own); for a process on its way out. Returns how many were found."""
+    if not sys.platform.startswith("linux"):
+        return 0
+    own = os.getpgrp()
+    children = _children()
+    for pid, pgid in children:
+        try:  # an unreaped child's pid, hence its group's id, cannot be reused: only its group is hit
+            if pgid == pid and pgid != own:
+                os.killpg(pgid, signal.SIGKILL)
+            else:
+                os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return len(children)

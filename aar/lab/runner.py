@@ -23,10 +23,12 @@ from pathlib import Path
 import yaml
 from rich.console import Console
 
+from aar.agents.home import UID_BOUND_ENV, default_user
 from aar.lab import procs
 from aar.lab.campaign import Campaign, CampaignError, Researcher, fingerprint
 from aar.lab.collect import RefereeView, read_json, researcher_account
 from aar.lab.layout import CampaignDir, write_json
+from aar.sandbox import ensure_user
 
 log = logging.getLogger("aar.lab")
 MAX_RESTARTS = 3  # a researcher that crashes (no clean stop in its transcript) is restarted this often
@@ -179,7 +181,7 @@ class Lab:
             run_workers=c.referee.run_workers,
             researchers_dir=self.dir.researchers.resolve(),
             campaign=c.name,
-            agents=[m.spec.name for m in self.members],
+            agents={m.spec.name: self._uid(m.spec.name) for m in self.members},
         )
         done_marker = self.dir.public / ".complete"
         if not done_marker.exists():
@@ -212,6 +214,12 @@ class Lab:
             f"dashboard: [link={self.url}]{self.url}[/link] "
             f"(log in with the token in {self.dir.data}/admin.token)"
         )
+
+    def _uid(self, name: str) -> int | None:
+        """The researcher's sandbox uid (the one ``aar agent run`` will use), as root; else None."""
+        if os.geteuid() != 0:
+            return None
+        return ensure_user(default_user(self.dir.home(name).resolve()))
 
     def _remember_pid(self, pid: int) -> None:
         self.state["pids"].append(pid)
@@ -246,11 +254,11 @@ class Lab:
             if value is not None:
                 args += [flag, str(value)]
         env = {"AAR_REFEREE_TOKEN": self.tokens[s.name]}
+        if self._uid(s.name) is not None:  # the socket knows the sandbox's uid: no token inside it
+            env[UID_BOUND_ENV] = "1"
         if self.sandbox_backend:
             env["AAR_SANDBOX_BACKEND"] = self.sandbox_backend
-        m.proc = procs.spawn(
-            args, log=self.dir.logs / f"{s.name}.log", env=env, death_signal="SIGINT", tag=self.tag
-        )
+        m.proc = procs.spawn(args, log=self.dir.logs / f"{s.name}.log", env=env, tag=self.tag)
         self._remember_pid(m.proc.pid)
         m.status, m.started_at, m.launched = "running", now_iso(), time.monotonic()
         self._write_member(m)
@@ -324,11 +332,15 @@ class Lab:
         self.console.print("[yellow]drain time is up; unscored runs stay queued (resume to finish)[/yellow]")
 
     def _stop_researchers(self) -> None:
+        """SIGTERM to every researcher (each closes its transcript), SIGKILL to the process groups of those
+        still running after the grace period. Not SIGINT: a researcher started from a shell's background
+        job may have inherited it as ignored before its own handler was installed."""
         running = [m for m in self.members if m.proc is not None and m.proc.poll() is None]
         for m in running:
-            procs.interrupt(m.proc)  # type: ignore[arg-type]
+            procs.terminate(m.proc)  # type: ignore[arg-type]
+        deadline = time.monotonic() + procs.STOP_GRACE
         for m in running:
-            procs.wait_or_kill(m.proc, 60)  # type: ignore[arg-type]
+            procs.wait_or_kill(m.proc, max(0.0, deadline - time.monotonic()))  # type: ignore[arg-type]
             m.account = researcher_account(self.dir.transcript(m.spec.name))
             m.status, m.stop_reason, m.proc = "stopped", m.account.get("last_stop") or "interrupted", None
             self._write_member(m)
@@ -337,8 +349,7 @@ class Lab:
         if self.view is not None:
             self.view.close()
         if self.referee is not None and self.referee.poll() is None:
-            procs.interrupt(self.referee, signal.SIGTERM)
-            procs.wait_or_kill(self.referee, 30)
+            procs.stop(self.referee, procs.STOP_GRACE)
 
     # -- the end -----------------------------------------------------------------------------------
 

@@ -92,8 +92,18 @@ def serve_cmd(
     except OSError as exc:
         _fail(f"cannot listen: {exc}")
         return
-    server = uvicorn.Server(uvicorn.Config(application, log_level=log_level, access_log=False))
-    server.run(sockets=sockets)
+    from aar.referee.peer import PeerCredProtocol
+
+    server = uvicorn.Server(
+        uvicorn.Config(application, log_level=log_level, access_log=False, http=PeerCredProtocol)
+    )
+    try:
+        # uvicorn handles SIGINT and SIGTERM itself while serving (whatever was inherited: a background job
+        # gets SIGINT as ignored), shuts down gracefully, then re-raises the signal to the handlers the aar
+        # CLI installed, which raise KeyboardInterrupt: that is a clean stop, exit 0
+        server.run(sockets=sockets)
+    except KeyboardInterrupt:
+        _err("referee stopped")
 
 
 @app.command("export-public")

@@ -5,6 +5,8 @@ loopback TCP, bubblewrap sandboxes, SQLite WAL)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -57,13 +59,30 @@ def wait_for(predicate, timeout: float, what: str, every: float = 1.0):  # noqa:
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def start_lab(campaign: Path, folder: Path) -> tuple[subprocess.Popen, httpx.Client]:
+# `cmd &` in a script (or `nohup cmd &`, `make test &`): the shell starts the job with SIGINT ignored,
+# and every process it starts inherits that
+_IGNORE_SIGINT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "os.execvp(sys.argv[1], sys.argv[1:])"
+)
+
+
+def as_background_job(argv: list[str]) -> list[str]:
+    """``argv`` started the way a shell starts a background job: with SIGINT ignored (inherited)."""
+    return [sys.executable, "-c", _IGNORE_SIGINT, *argv]
+
+
+def start_lab(
+    campaign: Path, folder: Path, *, background_job: bool = False, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, httpx.Client]:
     """`aar lab run` in the background; returns once its referee answers, with an admin client."""
+    argv = [*AAR, "lab", "run", str(campaign), "--out", str(folder)]
     lab = subprocess.Popen(
-        [*AAR, "lab", "run", str(campaign), "--out", str(folder)],
+        as_background_job(argv) if background_job else argv,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, **(env or {})},
     )
     try:
         wait_for(lambda: (folder / "sock" / "port").exists(), 300, "the referee to start")
@@ -92,3 +111,41 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _proc_strings(pid: int, name: str) -> list[str]:
+    """/proc/<pid>/<name> split at NULs (cmdline, environ); [] when unreadable (gone, a kernel thread)."""
+    try:
+        return Path(f"/proc/{pid}/{name}").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def processes(folder: Path | None = None, *markers: str) -> dict[int, str]:
+    """Live processes (pid -> command line) of the lab in ``folder`` (those carrying its AAR_LAB_CHILD
+    tag, or naming the folder on their command line: the lab, bubblewrap's sandboxes) or showing one of
+    ``markers`` on their command line (a command inside a sandbox); zombies and this process excluded."""
+    found = {}
+    root = str(folder.resolve()) if folder is not None else None
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid() or not pid_alive(int(entry.name)):
+            continue
+        pid = int(entry.name)
+        cmdline = " ".join(_proc_strings(pid, "cmdline"))
+        environ = _proc_strings(pid, "environ") if root is not None else []
+        tagged = any(v.startswith("AAR_LAB_CHILD=") and v.endswith(f":{root}") for v in environ)
+        if tagged or (root is not None and root in cmdline) or any(m in cmdline for m in markers):
+            found[pid] = cmdline.strip()
+    return found
+
+
+def sigint_ignored(pid: int) -> bool:
+    """Whether ``pid`` has SIGINT ignored (SigIgn in /proc/<pid>/status)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    for line in status.splitlines():
+        if line.startswith("SigIgn:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+    return False

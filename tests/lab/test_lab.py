@@ -4,6 +4,7 @@ the fake model server through the real Anthropic SDK."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -92,7 +93,7 @@ def test_sigkill_mid_campaign_then_resume(tmp_path: Path) -> None:
     done_before = dict(db_rows(folder, "select id, results from runs where status = 'done'"))
     posts_before = db_rows(folder, "select id, title, body from posts order by id")
     assert len(done_before) >= 2 and posts_before
-    # every child died with the lab (researchers get SIGINT, the referee SIGTERM)
+    # every child died with the lab (each gets SIGTERM from the kernel when the lab dies)
     wait_for(lambda: not any(pid_alive(p) for p in children), 60, "the killed lab's children to exit")
 
     r = run_lab([str(folder)], timeout=600)  # resume: the folder, not the file
@@ -141,10 +142,21 @@ def test_ctrl_c_stops_everything_cleanly_and_still_reports(tmp_path: Path) -> No
     assert json.loads((folder / "lab.json").read_text())["status"] == "interrupted"
 
 
+def own_steps(body: dict, turn: int) -> list[dict]:
+    """``steps``, with an idea file of each researcher's own (the referee credits an official run to the
+    commit's first pusher: two researchers pushing the same code would share one author)."""
+    blocks = steps(body, turn)
+    for b in blocks:
+        if b.get("name") == "write_file":
+            tag = hashlib.sha256(json.dumps(body["system"]).encode()).hexdigest()[:12]
+            b["input"] = {**b["input"], "content": f"{b['input']['content']}# researcher {tag}\n"}
+    return blocks
+
+
 def test_claude_campaign_against_the_fake_model_server(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-0123456789abcdef")
     folder = tmp_path / "claude"
-    with FakeModel(steps) as fake:
+    with FakeModel(own_steps) as fake:
         r = run_lab(
             [
                 str(ROOT / "campaigns" / "claude.yaml"),
