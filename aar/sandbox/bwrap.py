@@ -14,16 +14,24 @@ Two modes, chosen by who calls us:
 
 `--unshare-all` is not used: it implies `--unshare-user-try`, which as root would map only uid 0 and
 make the uid drop impossible. The namespaces are listed one by one instead (same set).
+
+Both modes get the seccomp filter (`--seccomp FD`, aar.sandbox.seccomp; the unprivileged mode also
+keeps `--disable-userns`). /tmp is a bind of a host directory on disk (not a tmpfs: RAM), /dev/shm a
+tmpfs bounded with `--size` (bwrap >= 0.7; `--perms`/`--size` must precede the `--tmpfs` they
+modify), and `/` and `/dev` are remounted read-only after setup: unprivileged, they are tmpfs owned
+by the caller, i.e. RAM the command could otherwise fill.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import platform
 import shutil
 import subprocess
 from pathlib import Path
 
+from aar.sandbox import seccomp
 from aar.sandbox.policy import SandboxPolicy
 
 # Read-only system pieces Python and ordinary tools need. Not /etc wholesale (shadow, ssh keys, the
@@ -46,6 +54,10 @@ def find_setpriv() -> str | None:
     return shutil.which("setpriv", path="/usr/bin:/bin")
 
 
+def find_prlimit() -> str | None:
+    return shutil.which("prlimit", path="/usr/bin:/bin")
+
+
 def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
@@ -64,7 +76,10 @@ def _no_symlinks(path: Path, what: str) -> str:
     return absolute
 
 
-def _system_args() -> list[str]:
+def _system_args(tmp: str | None = None, shm_bytes: int | None = None) -> list[str]:
+    """System mounts. `tmp`: a host directory bound as /tmp (on disk, not RAM); None: /tmp is an
+    empty read-only directory. `shm_bytes`: size of the private /dev/shm tmpfs (None: tmpfs default,
+    only for bwrap < 0.7, which lacks --size)."""
     args = ["--ro-bind", "/usr", "/usr"]
     for name in _TOP_LEVEL:
         host = f"/{name}"
@@ -72,12 +87,18 @@ def _system_args() -> list[str]:
             args += ["--symlink", os.readlink(host), host]
         elif os.path.isdir(host):
             args += ["--ro-bind", host, host]
+    # As root, bwrap creates missing parents 0700: the dropped uid could not read what is bound below.
+    args += ["--perms", "0755", "--dir", "/etc"]
     for name in _ETC:
         args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
     for path in _SYS:
+        for parent in reversed(Path(path).parents[:-1]):
+            args += ["--perms", "0755", "--dir", str(parent)]
         args += ["--ro-bind-try", path, path]
-    args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
-    return args + ["--perms", "1777", "--tmpfs", "/dev/shm"]  # POSIX semaphores: multiprocessing, joblib
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    args += ["--bind", tmp, "/tmp"] if tmp is not None else ["--perms", "0755", "--dir", "/tmp"]
+    size = ["--size", str(max(shm_bytes, 4096))] if shm_bytes is not None else []  # size 0 = unbounded
+    return args + ["--perms", "1777", *size, "--tmpfs", "/dev/shm"]  # POSIX semaphores: multiprocessing
 
 
 def _policy_binds(policy: SandboxPolicy) -> list[tuple[str, str, str]]:
@@ -121,18 +142,28 @@ def bwrap_argv(
     privileged: bool,
     drop_to: tuple[int, int] | None,
     setpriv: str | None = None,
+    tmp: str | None = None,
+    shm_bytes: int | None = None,
+    seccomp_fd: int | None = None,
 ) -> list[str]:
     """The full argv: bwrap options, then (root caller dropping privileges) setpriv, then `cmd`.
 
     `privileged`: we run as root (no user namespace, see module docstring). `drop_to`: (uid, gid) to
-    become inside the sandbox; only meaningful when privileged.
+    become inside the sandbox; only meaningful when privileged. `tmp`: host directory to bind as
+    /tmp. `shm_bytes`: /dev/shm size. `seccomp_fd`: an fd holding a BPF program (aar.sandbox.seccomp)
+    that the caller passes to bwrap (pass_fds).
     """
-    args = [bwrap] + _system_args()
+    args = [bwrap] + _system_args(tmp, shm_bytes)
     binds = _policy_binds(policy)
     for parent in _parent_dirs([b[2] for b in binds]):
         args += ["--perms", "0755", "--dir", parent]
     for option, source, dest in binds:
         args += [option, source, dest]
+    # Unprivileged, bwrap's root and /dev are tmpfs owned by the caller: RAM it could fill. Read-only
+    # after setup (device nodes stay usable; /dev/shm, /dev/pts and /tmp are separate mounts).
+    args += ["--remount-ro", "/dev", "--remount-ro", "/"]
+    if seccomp_fd is not None:
+        args += ["--seccomp", str(seccomp_fd)]
     args += ["--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try"]
     if not policy.network:
         args.append("--unshare-net")  # a fresh network namespace: loopback only, nothing to reach
@@ -150,36 +181,68 @@ def bwrap_argv(
         "--chdir", os.path.abspath(policy.workspace), "--",
     ]
     if privileged and drop_to is not None:
-        if setpriv is None:
-            raise RuntimeError("setpriv (util-linux) is needed to drop privileges inside bubblewrap")
-        uid, gid = drop_to
-        args += [
-            setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--no-new-privs",
-            "--inh-caps=-all", "--bounding-set=-all", "--",
-        ]
+        args += setpriv_prefix(setpriv, *drop_to)
     return args + list(cmd)
+
+
+def setpriv_prefix(setpriv: str | None, uid: int, gid: int) -> list[str]:
+    """argv prefix that becomes uid/gid for good: no groups, no capabilities, no_new_privs."""
+    if setpriv is None:
+        raise RuntimeError("setpriv (util-linux) is needed to drop privileges")
+    return [
+        setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--no-new-privs",
+        "--inh-caps=-all", "--bounding-set=-all", "--",
+    ]
+
+
+def _trial(euid: int, extra: list[str], pass_fds: tuple[int, ...] = ()) -> str | None:
+    """Run `true` in a minimal sandbox for this caller; the error text, or None if it worked."""
+    bwrap = find_bwrap()
+    assert bwrap is not None
+    mode = ["--cap-drop", "ALL"] if euid == 0 else ["--unshare-user", "--disable-userns"]
+    true = shutil.which("true", path="/usr/bin:/bin") or "/bin/true"
+    argv = [bwrap, *_system_args(), *extra, "--unshare-pid", "--unshare-net", *mode, "--die-with-parent",
+            true]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, env={}, pass_fds=pass_fds)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bwrap failed to start: {exc}"
+    return None if proc.returncode == 0 else (proc.stderr.strip() or f"exit status {proc.returncode}")
 
 
 @functools.lru_cache(maxsize=4)
 def _probe(euid: int) -> str | None:
     """Why bubblewrap cannot sandbox for this caller, or None if it can (tried for real, once)."""
-    bwrap = find_bwrap()
-    if bwrap is None:
+    if find_bwrap() is None:
         return "bwrap is not installed (scripts/install-system-deps.sh)"
-    privileged = euid == 0
-    if privileged and find_setpriv() is None:
+    if euid == 0 and find_setpriv() is None:
         return "setpriv (util-linux) is not installed"
-    mode = ["--cap-drop", "ALL"] if privileged else ["--unshare-user", "--disable-userns"]
-    true = shutil.which("true", path="/usr/bin:/bin") or "/bin/true"
-    argv = [bwrap] + _system_args() + ["--unshare-pid", "--unshare-net", *mode, "--die-with-parent", true]
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, env={})
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"bwrap failed to start: {exc}"
-    if proc.returncode != 0:
-        hint = "" if privileged else " (unprivileged user namespaces may be disabled)"
-        return f"bwrap does not work here{hint}: {proc.stderr.strip()}"
+    if find_prlimit() is None:
+        return "prlimit (util-linux) is not installed"
+    problem = _trial(euid, ["--remount-ro", "/"])
+    if problem is not None:
+        hint = "" if euid == 0 else " (unprivileged user namespaces may be disabled)"
+        return f"bwrap does not work here{hint}: {problem}"
     return None
+
+
+@functools.lru_cache(maxsize=4)
+def bwrap_supports_size(euid: int) -> bool:
+    """bwrap >= 0.7 understands `--size` (a bounded /dev/shm)."""
+    return _trial(euid, ["--size", "1048576", "--tmpfs", "/mnt"]) is None
+
+
+@functools.lru_cache(maxsize=4)
+def seccomp_problem(euid: int) -> str | None:
+    """Why the seccomp filter cannot be installed here, or None (tried for real, once)."""
+    fd = seccomp.seccomp_fd()
+    if fd is None:
+        return f"no seccomp program for this architecture ({platform.machine()})"
+    try:
+        problem = _trial(euid, ["--seccomp", str(fd)], pass_fds=(fd,))
+    finally:
+        os.close(fd)
+    return None if problem is None else f"bwrap --seccomp failed: {problem}"
 
 
 def bubblewrap_problem() -> str | None:

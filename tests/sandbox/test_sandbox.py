@@ -11,15 +11,11 @@ from __future__ import annotations
 import logging
 import os
 import pwd
-import shutil
 import socket
 import stat
 import subprocess
 import sys
-import tempfile
 import threading
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,87 +23,23 @@ import pytest
 from aar.sandbox import (
     BACKEND_ENV,
     SandboxPolicy,
-    bubblewrap_available,
-    bubblewrap_problem,
     bwrap_argv,
     ensure_user,
     make_workspace,
     python_binds,
     run_sandboxed,
 )
-
-IS_ROOT = os.geteuid() == 0
-needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root: creates agent users and drops to their uid")
-needs_bwrap = pytest.mark.skipif(not bubblewrap_available(),
-                                 reason=f"bubblewrap unusable: {bubblewrap_problem()}")
-BACKENDS = [pytest.param("bubblewrap", marks=needs_bwrap), "subprocess"]
-PY = sys.executable
-
-
-@pytest.fixture(scope="session")
-def agent() -> int:
-    if not IS_ROOT:
-        pytest.skip("needs root: creates agent users and drops to their uid")
-    return ensure_user("aar-sbxtest-a")
-
-
-@pytest.fixture(scope="session")
-def agent_b() -> int:
-    if not IS_ROOT:
-        pytest.skip("needs root: creates agent users and drops to their uid")
-    return ensure_user("aar-sbxtest-b")
-
-
-@pytest.fixture
-def base() -> Iterator[Path]:
-    """A world-traversable scratch root (pytest's tmp_path sits under a 0700 dir, which would make
-    the fallback backend fail for the wrong reason)."""
-    path = Path(tempfile.mkdtemp(prefix="aar-sbx-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def policy(agent: int, base: Path) -> SandboxPolicy:
-    return SandboxPolicy(workspace=make_workspace(base / "ws", agent), uid=agent, ro_paths=python_binds(),
-                         wall_timeout=30)
-
-
-def sh(script: str) -> list[str]:
-    return ["/bin/sh", "-c", script]
-
-
-def py(code: str) -> list[str]:
-    return [PY, "-c", code]
-
-
-def pids_where(pred: Callable[[int, str], bool]) -> list[int]:
-    """Live (non-zombie) host pids whose (real uid, cmdline) satisfy pred."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            status = Path(f"/proc/{entry}/status").read_text()
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="ignore")
-        except OSError:
-            continue
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        if fields.get("State", "").split()[:1] == ["Z"]:
-            continue  # killed, waiting for its new parent (init) to reap it
-        if pred(int(fields["Uid"].split()[0]), cmdline):
-            found.append(int(entry))
-    return found
-
-
-def gone(pred: Callable[[int, str], bool], within: float = 5.0) -> bool:
-    deadline = time.monotonic() + within
-    while pids_where(pred):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
+from tests.sandbox.helpers import (
+    BACKENDS,
+    LIMIT_MODES,
+    PY,
+    gone,
+    needs_bwrap,
+    needs_cgroup,
+    needs_root,
+    py,
+    sh,
+)
 
 
 @needs_bwrap
@@ -122,6 +54,15 @@ def test_runs_as_agent_uid_without_privileges(policy: SandboxPolicy, agent: int)
     gid = pwd.getpwuid(agent).pw_gid
     zero = "0000000000000000"
     assert r.stdout.split("\n")[0] == f"{agent} {agent} {gid} [] {[zero] * 3} ['1']"
+
+
+@needs_bwrap
+def test_bound_system_files_are_readable_by_the_agent(policy: SandboxPolicy, agent: int) -> None:
+    """bwrap (as root) creates missing parents such as /etc 0700: the agent could read nothing below."""
+    script = "id -un; test -r /etc/passwd && echo readable; ls /sys/devices/system/cpu | grep -c cpu"
+    r = run_sandboxed(sh(script), policy)
+    assert r.stdout.split()[:2] == [pwd.getpwuid(agent).pw_name, "readable"], r.stdout + r.stderr
+    assert int(r.stdout.split()[2]) >= 1, r.stderr  # CPU topology (torch, BLAS)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -214,12 +155,16 @@ def test_cannot_write_outside_workspace(policy: SandboxPolicy, base: Path, agent
     assert (policy.workspace / "w").read_text() == "ok\n" and (scratch / "w").read_text() == "ok\n"
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_fork_bomb_is_contained(policy: SandboxPolicy, agent: int, backend: str) -> None:
+@pytest.mark.parametrize("backend, limits", [
+    pytest.param("bubblewrap", "cgroup", marks=[needs_bwrap, needs_cgroup]),
+    pytest.param("bubblewrap", "watchdog", marks=needs_bwrap),
+    ("subprocess", None),
+])
+def test_fork_bomb_is_contained(policy: SandboxPolicy, agent: int, backend: str, limits: str | None) -> None:
     policy.max_processes, policy.wall_timeout = 32, 3
-    marker = f"bomb-{os.getpid()}-{backend}"  # bash's $0: every forked copy carries it in its cmdline
+    marker = f"bomb-{os.getpid()}-{backend}-{limits}"  # bash $0: in every forked copy's cmdline
     bomb = ["/bin/bash", "-c", "b() { b | b & }; b; sleep 5", marker]
-    r = run_sandboxed(bomb, policy, backend=backend, max_output=20_000)
+    r = run_sandboxed(bomb, policy, backend=backend, max_output=20_000, limits=limits)
     assert r.timed_out and r.seconds < 10
     assert "fork limit" in r.violations, (r.violations, r.stderr[-500:])
     assert gone(lambda uid, cmd: uid == agent and marker in cmd), "fork bomb processes survived the sandbox"
@@ -282,12 +227,14 @@ def test_bound_unix_socket_works(policy: SandboxPolicy, base: Path, agent: int) 
 
 
 @needs_root
+@pytest.mark.parametrize("limits", LIMIT_MODES)  # cgroup: joined as root, then setpriv; else Popen(user=)
 def test_fallback_backend_when_forced(policy: SandboxPolicy, agent: int, monkeypatch: pytest.MonkeyPatch,
-                                      caplog: pytest.LogCaptureFixture) -> None:
+                                      caplog: pytest.LogCaptureFixture, limits: str) -> None:
     monkeypatch.setenv(BACKEND_ENV, "subprocess")
     with caplog.at_level(logging.WARNING, logger="aar.sandbox"):
-        r = run_sandboxed(["/bin/bash", "-c", "id -u; id -G; ulimit -v; ulimit -u; pwd; echo $HOME"], policy)
-    assert r.backend == "subprocess"
+        r = run_sandboxed(["/bin/bash", "-c", "id -u; id -G; ulimit -v; ulimit -u; pwd; echo $HOME"], policy,
+                          limits=limits)
+    assert r.backend == "subprocess" and r.limits.startswith(limits), r.stderr
     assert r.stdout.split() == [str(agent), str(pwd.getpwuid(agent).pw_gid), str(policy.memory_bytes // 1024),
                                 str(policy.max_processes), str(policy.workspace), str(policy.workspace)]
     assert "NOT tamper-proof" in caplog.text
