@@ -365,6 +365,7 @@ class RunService:
             max_processes=self.config.sandbox_max_processes,
             max_file_bytes=self.config.sandbox_max_file_bytes,
             wall_timeout=self.config.sandbox_wall_seconds,
+            cpu_weight=100,  # a normal share: researchers' commands (weight 10) cannot starve official runs
             env={
                 "PYTHONDONTWRITEBYTECODE": "1",
                 "OMP_NUM_THREADS": "1",

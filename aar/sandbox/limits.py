@@ -240,6 +240,31 @@ def _read_int(path: Path, key: str | None = None) -> int | None:
     return None
 
 
+_STALE_AFTER = 60.0  # seconds: an empty sandbox cgroup this old lost its creator (killed mid-command)
+_gc_lock = threading.Lock()
+_last_gc = -math.inf
+
+
+def collect_stale_cgroups(host: CgroupHost) -> None:
+    """Remove empty aar-sandbox-* cgroups left by a caller that was killed before cleaning up (at most
+    once a minute). A live one always holds the command's processes, from its start to its end."""
+    global _last_gc
+    with _gc_lock:
+        if time.monotonic() - _last_gc < _STALE_AFTER:
+            return
+        _last_gc = time.monotonic()
+    for parent in {host.memory, host.pids, *([host.cpu] if host.cpu else [])}:
+        try:
+            stale = [d for d in parent.glob("aar-sandbox-*")
+                     if time.time() - d.stat().st_mtime > _STALE_AFTER]
+        except OSError:
+            continue
+        for path in stale:
+            with contextlib.suppress(OSError):
+                if not (path / "cgroup.procs").read_text().strip():
+                    path.rmdir()
+
+
 class SandboxCgroup:
     """The cgroup(s) of one command: created with its limits, joined via `join_prefix`, removed."""
 
@@ -247,6 +272,7 @@ class SandboxCgroup:
                  cpu_weight: int) -> None:
         self.host, self.name = host, name
         self.dirs: list[Path] = []
+        collect_stale_cgroups(host)
         try:
             if host.version == 2:
                 self.memory = self.pids = self._make(host.memory)

@@ -303,3 +303,20 @@ def test_unprivileged_caller_gets_seccomp_and_the_watchdog(policy: SandboxPolicy
         "unshare Operation not permitted", "clone Operation not permitted", "clone3 Function not implemented",
     ], stdout + stderr + r.stderr
     assert limits == "watchdog" and "memory limit" in violations and seconds < 10, (limits, violations)
+
+
+@needs_bwrap
+@needs_cgroup
+def test_cgroups_left_by_a_killed_caller_are_collected(policy: SandboxPolicy,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    assert CGROUP is not None
+    stale = CGROUP.pids / f"aar-sandbox-stale-{os.getpid()}"
+    stale.mkdir()
+    try:
+        os.utime(stale, (time.time() - 3600, time.time() - 3600))
+        monkeypatch.setattr(limits_module, "_last_gc", -float("inf"))
+        assert run_sandboxed(["true"], policy, limits="cgroup").returncode == 0
+        assert not stale.exists()
+    finally:
+        if stale.exists():
+            stale.rmdir()
