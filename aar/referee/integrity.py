@@ -112,60 +112,43 @@ def check_dev_probing(session: Session, agent_id: int, task: str) -> list[Flag]:
         .order_by(DevQuery.id.desc())
         .limit(PROBE_WINDOW)
     ).all()
-    flags = []
     probes = [r.id for r in rows if r.min_diff_rows is not None and r.min_diff_rows <= FEW_ROWS]
-    if len(probes) >= PROBE_THRESHOLD:
-        flags.append(
-            open_flag(
-                session,
-                kind="dev_probing_few_rows",
-                subject_type="agent",
-                subject_id=agent_id,
-                agent_id=agent_id,
-                task=task,
-                evidence={
-                    "window": len(rows),
-                    "probes": len(probes),
-                    "max_rows_changed": FEW_ROWS,
-                    "query_ids": sorted(probes)[-20:],
-                },
-            )
-        )
     randomish = [r.id for r in rows if r.weak_agreement < RANDOM_AGREEMENT]
-    if len(randomish) >= PROBE_THRESHOLD:
-        flags.append(
-            open_flag(
-                session,
-                kind="dev_probing_random",
-                subject_type="agent",
-                subject_id=agent_id,
-                agent_id=agent_id,
-                task=task,
-                evidence={
-                    "window": len(rows),
-                    "near_random_submissions": len(randomish),
-                    "weak_agreement_below": RANDOM_AGREEMENT,
-                    "query_ids": sorted(randomish)[-20:],
-                },
-            )
-        )
     released = [r.id for r in rows if r.probes_released]
-    if len(released) >= RELEASED_PROBE_THRESHOLD:
-        flags.append(
-            open_flag(
-                session,
-                kind="dev_probing_released_rows",
-                subject_type="agent",
-                subject_id=agent_id,
-                agent_id=agent_id,
-                task=task,
-                evidence={
-                    "window": len(rows),
-                    "queries_inside_others_releases": len(released),
-                    "query_ids": sorted(released)[-20:],
-                },
+    patterns = [  # (kind, matching query ids, how many open a flag, evidence beside the ids)
+        (
+            "dev_probing_few_rows",
+            probes,
+            PROBE_THRESHOLD,
+            {"probes": len(probes), "max_rows_changed": FEW_ROWS},
+        ),
+        (
+            "dev_probing_random",
+            randomish,
+            PROBE_THRESHOLD,
+            {"near_random_submissions": len(randomish), "weak_agreement_below": RANDOM_AGREEMENT},
+        ),
+        (
+            "dev_probing_released_rows",
+            released,
+            RELEASED_PROBE_THRESHOLD,
+            {"queries_inside_others_releases": len(released)},
+        ),
+    ]
+    flags = []
+    for kind, ids, threshold, evidence in patterns:
+        if len(ids) >= threshold:
+            flags.append(
+                open_flag(
+                    session,
+                    kind=kind,
+                    subject_type="agent",
+                    subject_id=agent_id,
+                    agent_id=agent_id,
+                    task=task,
+                    evidence={"window": len(rows), **evidence, "query_ids": sorted(ids)[-20:]},
+                )
             )
-        )
     return flags
 
 
