@@ -54,7 +54,10 @@ def test_a_small_bundle_that_expands_to_a_million_files_is_refused_quickly(env, 
     r = push(env, "mallory", data)
     assert r.status_code == 422 and "more than 2000 files" in r.json()["detail"], r.text
     assert time.monotonic() - start < 20 and _peak_rss_mb() - before < 200
-    assert env.client.get(f"{API}/code/refs", headers=env.agent("mallory")).json() == []
+    assert (
+        env.client.get(f"{API}/code/refs", params={"agent": "mallory"}, headers=env.agent("mallory")).json()
+        == []
+    )
 
 
 def test_one_blob_behind_many_entries_passes_the_total_size_cap(env, tmp_path):
@@ -65,7 +68,10 @@ def test_one_blob_behind_many_entries_passes_the_total_size_cap(env, tmp_path):
     assert len(data) <= 64 * 1024
     r = push(env, "mallory", data)
     assert r.status_code == 422 and "add up to over" in r.json()["detail"], r.text
-    assert env.client.get(f"{API}/code/refs", headers=env.agent("mallory")).json() == []
+    assert (
+        env.client.get(f"{API}/code/refs", params={"agent": "mallory"}, headers=env.agent("mallory")).json()
+        == []
+    )
 
 
 def test_symlinks_are_refused_even_when_they_stay_inside_the_tree(env, tmp_path):
