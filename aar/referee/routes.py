@@ -121,15 +121,24 @@ def build_router(ref) -> APIRouter:  # noqa: ANN001 (aar.referee.app.Referee; av
         },
     )
     async def push_code(request: Request, me: Identity = Depends(who)):
-        bundle = await request.body()
-        if not bundle:
-            raise ApiError(422, "empty body: send a git bundle (`git bundle create - --all`)")
+        import tempfile
+
         from starlette.concurrency import run_in_threadpool
 
-        try:
-            pushed = await run_in_threadpool(ref.code.push_bundle, me.name, bundle)
-        except GitError as exc:
-            raise ApiError(422, f"git rejected the bundle: {str(exc)[-300:]}") from exc
+        # the bundle goes to a file as it arrives (BodyLimit caps its size): never whole in memory
+        with tempfile.TemporaryDirectory(prefix="aar-push-") as tmp:
+            path = FsPath(tmp) / "push.bundle"
+            size = 0
+            with open(path, "wb", buffering=0) as out:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    out.write(chunk)
+            if not size:
+                raise ApiError(422, "empty body: send a git bundle (`git bundle create - --all`)")
+            try:
+                pushed = await run_in_threadpool(ref.code.push_bundle, me.name, path)
+            except GitError as exc:
+                raise ApiError(422, f"git rejected the bundle: {str(exc)[-300:]}") from exc
         with ref.db.write() as session:
             from aar.referee.db import CodePush
 
@@ -142,7 +151,7 @@ def build_router(ref) -> APIRouter:  # noqa: ANN001 (aar.referee.app.Referee; av
                 action="code.push",
                 method="POST",
                 path=request.url.path,
-                detail={"refs": {p.ref: p.commit for p in pushed}, "bytes": len(bundle)},
+                detail={"refs": {p.ref: p.commit for p in pushed}, "bytes": size},
             )
         return [{"ref": p.ref, "commit": p.commit} for p in pushed]
 
@@ -180,40 +189,58 @@ def build_router(ref) -> APIRouter:  # noqa: ANN001 (aar.referee.app.Referee; av
         responses={200: {"content": {"application/gzip": {}}, "description": "tar.gz of the commit's tree"}},
     )
     def get_code(sha: str, request: Request, me: Identity = Depends(who)):
-        import os
         import tempfile
 
-        from fastapi.responses import FileResponse
-        from starlette.background import BackgroundTask
+        from fastapi.responses import StreamingResponse
 
-        with ref.db.write() as session:  # fetching code is budgeted: git archive costs CPU
-            if not me.is_admin:
-                used = audit.count_today(session, me.id, "code.fetch")
-                if used >= ref.config.code_fetches_per_day:
-                    raise ApiError(
-                        429,
-                        f"code fetch budget spent: {ref.config.code_fetches_per_day} a day; resets 00:00 UTC",
-                    )
-            audit.record(
-                session,
-                agent_id=me.id,
-                action="code.fetch",
-                method="GET",
-                path=request.url.path,
-                detail={"sha": sha},
-            )
-        fd, name = tempfile.mkstemp(prefix="aar-code-", suffix=".tar.gz")
-        os.close(fd)
+        budget = ref.config.code_fetches_per_day
+
+        def spent(session) -> None:  # noqa: ANN001
+            used = audit.count_today(session, me.id, "code.fetch")
+            if used >= budget:
+                raise ApiError(
+                    429,
+                    f"code fetch budget spent: {used} of {budget} a day (code_fetches_per_day); "
+                    "resets 00:00 UTC",
+                )
+
+        if not me.is_admin:  # a spent budget answers before any git runs
+            with ref.db.read() as session:
+                spent(session)
+        full = ref.code.resolve(sha)  # then 404/422: a typo costs no budget
+        # an unnamed temporary file (gone from the disk already), streamed, closed when done or dropped
+        out = tempfile.TemporaryFile(prefix="aar-code-")
         try:
-            full = ref.code.tarball(sha, FsPath(name))
+            with ref.code.archive_slot(wait=30):  # busy: 429 before any budget is spent
+                with ref.db.write() as session:  # counted again under the write lock: no race past it
+                    if not me.is_admin:
+                        spent(session)
+                    audit.record(
+                        session,
+                        agent_id=me.id,
+                        action="code.fetch",
+                        method="GET",
+                        path=request.url.path,
+                        detail={"sha": full},
+                    )
+                size = ref.code.archive_to(full, out, fmt="tar.gz")
+            out.seek(0)
         except BaseException:
-            os.unlink(name)
+            out.close()
             raise
-        return FileResponse(
-            name,
+
+        def chunks():
+            with out:
+                while data := out.read(1 << 16):
+                    yield data
+
+        return StreamingResponse(
+            chunks(),
             media_type="application/gzip",
-            filename=f"{full[:12]}.tar.gz",
-            background=BackgroundTask(os.unlink, name),
+            headers={
+                "content-length": str(size),
+                "content-disposition": f'attachment; filename="{full[:12]}.tar.gz"',
+            },
         )
 
     # -- official runs -----------------------------------------------------------------------------
