@@ -362,6 +362,12 @@ class CodeStore:
 
     # -- read --------------------------------------------------------------------------------------
 
+    def commits_since(self, tips: list[str], known: set[str]) -> list[str]:
+        """Commits reachable from ``tips`` and from none of ``known`` (earlier pushes' tips)."""
+        lines = [*tips, *(f"^{sha}" for sha in known)]
+        out = self._git("rev-list", "--stdin", input="".join(f"{line}\n" for line in lines).encode())
+        return out.stdout.decode().split()
+
     def resolve(self, sha: str) -> str:
         """The full sha of a commit some agent ref reaches; ApiError(404) otherwise."""
         sha = sha.lower()

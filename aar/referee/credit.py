@@ -19,10 +19,8 @@ def record_push(session: Session, code: CodeStore, agent_id: int, tips: list[str
     """Record ``agent_id`` as the author of every commit of ``tips`` that no earlier push reached.
     Call before the push's own CodePush rows are added; returns how many commits were new."""
     earlier = set(session.scalars(select(CodePush.commit).distinct()).all())
-    lines = [*tips, *(f"^{sha}" for sha in earlier)]
-    out = code._git("rev-list", "--stdin", input="".join(f"{line}\n" for line in lines).encode())
     new = 0
-    for sha in out.stdout.decode().split():
+    for sha in code.commits_since(tips, earlier):
         if session.get(CommitAuthor, sha) is None:
             session.add(CommitAuthor(commit=sha, agent_id=agent_id))
             new += 1

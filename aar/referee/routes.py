@@ -245,8 +245,11 @@ def build_router(ref) -> APIRouter:  # noqa: ANN001 (aar.referee.app.Referee; av
 
     # -- official runs -----------------------------------------------------------------------------
 
-    def _view(session, run: Run) -> dict:
-        names = dict(session.execute(select(Agent.id, Agent.name)).all())
+    def _names(session) -> dict[int, str]:
+        return dict(session.execute(select(Agent.id, Agent.name)).all())
+
+    def _view(session, run: Run, names: dict[int, str] | None = None) -> dict:
+        names = names if names is not None else _names(session)
         return run_view(run, names.get(run.author_id or run.agent_id, "?"), names.get(run.agent_id, "?"))
 
     @r.post("/runs", response_model=schemas.RunOut, status_code=202)
@@ -270,7 +273,8 @@ def build_router(ref) -> APIRouter:  # noqa: ANN001 (aar.referee.app.Referee; av
             if status:
                 q = q.where(Run.status == status)
             rows = session.scalars(q.order_by(Run.id.desc()).limit(limit).offset(offset)).all()
-            return [_view(session, run) for run in rows]
+            names = _names(session)  # once, not per run
+            return [_view(session, run, names) for run in rows]
 
     @r.get("/runs/{run_id}", response_model=schemas.RunOut)
     def get_run(run_id: Id, _me: Identity = Depends(who)):
@@ -292,7 +296,7 @@ def build_router(ref) -> APIRouter:  # noqa: ANN001 (aar.referee.app.Referee; av
             rows = session.execute(
                 select(Run, Agent.name).join(Agent, Agent.id == credited_id()).where(Run.status == "done")
             ).all()
-            names = dict(session.execute(select(Agent.id, Agent.name)).all())
+            names = _names(session)
         out = []
         for run, name in rows:
             results = run.results or {}

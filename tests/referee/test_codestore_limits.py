@@ -50,6 +50,12 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _mallory_refs(env) -> list:
+    return env.client.get(
+        f"{API}/code/refs", params={"agent": "mallory"}, headers=env.agent("mallory")
+    ).json()
+
+
 def test_a_small_bundle_that_expands_to_a_million_files_is_refused_quickly(env, tmp_path):
     repo = _repo(tmp_path, "bomb")
     blob = git(repo, "hash-object", "-w", "--stdin", input=b"x = 1\n")
@@ -61,10 +67,7 @@ def test_a_small_bundle_that_expands_to_a_million_files_is_refused_quickly(env, 
     r = push(env, "mallory", data)
     assert r.status_code == 422 and "more than 2000 files" in r.json()["detail"], r.text
     assert time.monotonic() - start < 20 and _peak_rss_mb() - before < 200
-    assert (
-        env.client.get(f"{API}/code/refs", params={"agent": "mallory"}, headers=env.agent("mallory")).json()
-        == []
-    )
+    assert _mallory_refs(env) == []
 
 
 def test_one_blob_behind_many_entries_passes_the_total_size_cap(env, tmp_path):
@@ -75,10 +78,7 @@ def test_one_blob_behind_many_entries_passes_the_total_size_cap(env, tmp_path):
     assert len(data) <= 64 * 1024
     r = push(env, "mallory", data)
     assert r.status_code == 422 and "add up to over" in r.json()["detail"], r.text
-    assert (
-        env.client.get(f"{API}/code/refs", params={"agent": "mallory"}, headers=env.agent("mallory")).json()
-        == []
-    )
+    assert _mallory_refs(env) == []
 
 
 def test_symlinks_are_refused_even_when_they_stay_inside_the_tree(env, tmp_path):
@@ -139,12 +139,6 @@ def _oid(kind: str, body: bytes) -> str:
 
 def _store_has(env, sha: str) -> bool:
     return env.ref.code._git("cat-file", "-e", sha, check=False).returncode == 0
-
-
-def _mallory_refs(env) -> list:
-    return env.client.get(
-        f"{API}/code/refs", params={"agent": "mallory"}, headers=env.agent("mallory")
-    ).json()
 
 
 @pytest.mark.timeout(90)
