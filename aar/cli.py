@@ -70,8 +70,8 @@ def tasks_cmd(
                 entry["sizes"] = {}
                 entry["error"] = str(exc)
         out.append(entry)
-    order = {"home": 0, "held_out": 1, "extra": 2}
-    out.sort(key=lambda e: (order[e["role"]], e["name"]))
+    order = {"home": 0, "visible": 1, "held_out": 2, "extra": 3}
+    out.sort(key=lambda e: (order.get(e["role"], len(order)), e["name"]))
     if as_json:
         print(json.dumps(out, indent=2))
         return

@@ -4,8 +4,9 @@
 
 Builds a referee data dir (default testbed: home task + held-out tasks, default model tier), serves it
 on a Unix socket, runs `aar agent run --backend scripted` for N minutes, waits for its official runs,
-and prints its best official run's home PGR (95% CI) next to vanilla's, plus transfer accuracies
-(which stay defined when PGR is not: PGR is undefined when the ceiling-weak gap is not significant).
+and prints its best official run (chosen by the one rule on the home task's *public* part, read with
+the admin token) with its PGR (95% CI) on the *private* part next to vanilla's, plus transfer
+accuracies (which stay defined when PGR is not: PGR is undefined when the gap is under 3 SE).
 Writes a JSON summary to --out.
 """
 
@@ -22,6 +23,9 @@ from pathlib import Path
 
 import httpx
 
+from aar.contract import AdminRun
+from aar.contract import best as best_run
+
 AAR = [sys.executable, "-m", "aar.cli"]
 
 
@@ -29,18 +33,22 @@ def _log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def home_row(row: dict) -> dict:
-    h = row.get("home") or {}
+def home_row(run: AdminRun) -> dict:
+    """The run's home numbers on both parts of final (the admin view) and its held-out PGRs."""
+    pub, priv = run.score("public"), run.score("private")
     return {
-        "run_id": row["run_id"],
-        "idea": row["idea_path"],
-        "pgr": h.get("pgr"),
-        "pgr_ci": h.get("pgr_ci"),
-        "transfer_acc": h.get("transfer_acc"),
-        "transfer_acc_ci": h.get("transfer_acc_ci"),
-        "weak_acc": h.get("weak_acc"),
-        "ceiling_acc": h.get("ceiling_acc"),
-        "held_out_pgr": {t: r.get("pgr") for t, r in row.get("held_out", {}).items()},
+        "run_id": run.id,
+        "idea": run.idea_path,
+        "public_pgr": pub and pub.pgr,
+        "public_pgr_ci": pub and list(pub.pgr_ci),
+        "pgr": priv and priv.pgr,
+        "pgr_ci": priv and list(priv.pgr_ci),
+        "transfer_acc": priv and priv.transfer_acc,
+        "transfer_acc_ci": priv and list(priv.transfer_acc_ci),
+        "weak_acc": priv and priv.weak_acc,
+        "ceiling_acc": priv and priv.ceiling_acc,
+        "n_private": priv and priv.n_items,
+        "held_out_pgr": {t: r.private and r.private.pgr for t, r in run.held_out().items()},
     }
 
 
@@ -132,7 +140,8 @@ def main(argv: list[str] | None = None) -> dict:
             if time.monotonic() > deadline:
                 break
             time.sleep(5)
-        board = http.get("/leaderboard").json()
+        admin = {"Authorization": f"Bearer {(data / 'admin.token').read_text().strip()}"}
+        board = [AdminRun.model_validate(r) for r in http.get("/leaderboard", headers=admin).json()]
         runs = http.get("/runs", params={"agent": name, "limit": 500}).json()
         posts = http.get("/posts", params={"author": name, "limit": 100}).json()["total"]
         server.terminate()
@@ -141,14 +150,12 @@ def main(argv: list[str] | None = None) -> dict:
         if args.root is None:
             shutil.rmtree(root, ignore_errors=True)
 
-    vanilla = next(home_row(r) for r in board if r["baseline"] and r["idea_path"] == "vanilla")
-    mine = [home_row(r) for r in board if r["author"] == name]
-
-    def key(r: dict) -> float:
-        lo = (r["pgr_ci"] or [None])[0]
-        return lo if lo is not None else (r["transfer_acc"] or 0) - 10  # rank defined PGRs first
-
-    best = max(mine, key=key) if mine else None
+    vanilla = next(home_row(r) for r in board if r.baseline and r.idea_path == "vanilla")
+    mine_runs = [r for r in board if r.author == name]
+    mine = [home_row(r) for r in mine_runs]
+    # selected on public by the one rule, reported on private (the numbers below are private)
+    chosen = best_run(mine_runs)
+    best = home_row(chosen) if chosen is not None else None
     v_hi = (vanilla["pgr_ci"] or [None, None])[1]
     above = bool(
         best
@@ -183,10 +190,14 @@ def main(argv: list[str] | None = None) -> dict:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=1))
     print(f"official runs: {len(runs)} ({len(mine)} done), forum posts: {posts}")
-    print(f"vanilla: PGR {vanilla['pgr']} CI {vanilla['pgr_ci']}; transfer acc {vanilla['transfer_acc']}")
+    print(
+        f"vanilla (private): PGR {vanilla['pgr']} CI {vanilla['pgr_ci']}; "
+        f"transfer acc {vanilla['transfer_acc']}"
+    )
     if best:
         print(
-            f"best ({best['idea']}, run {best['run_id']}): PGR {best['pgr']} CI {best['pgr_ci']}; "
+            f"best by public ({best['idea']}, run {best['run_id']}), on private: PGR {best['pgr']} "
+            f"CI {best['pgr_ci']}; "
             f"transfer acc {best['transfer_acc']} CI {best['transfer_acc_ci']}"
         )
     print(

@@ -3,8 +3,10 @@
     python -m aar.agents.devkit predict ideas/my_idea.py --task sentiment_hotels [--seed 0]
 
 prints one JSON object {"task", "n", "predictions": {id: p}, "summary"}, the input of the
-``dev_evaluate`` tool. The summary describes the predictions (mean, agreement with the weak labels'
-hard decisions on dev is *not* available: dev has no weak labels here) without any label.
+``dev_evaluate`` tool. ``--task`` is the home task or a visible one: those are the tasks with public
+data (held-out tasks have none, and no dev score). The summary describes the predictions (mean,
+agreement with the weak labels' hard decisions on dev is *not* available: dev has no weak labels
+here) without any label.
 From your own code::
 
     from aar.agents.devkit import load_context

@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema
+from pydantic import ValidationError
 
 from aar.agents.referee import RefereeClient, RefereeError, RefereeUnavailable
 from aar.agents.runner import PYTHON, Runner
+from aar.contract import ResearcherRun, RunBase, ranked
 
 log = logging.getLogger("aar.agents")
 MAX_RESULT_CHARS = 20_000
@@ -49,7 +51,7 @@ class ToolContext:
     time_left: Callable[[], float | None] = lambda: None  # seconds of wall-clock budget; caps waits
     on_official_run: Callable[[dict], None] = lambda run: None
     _me: str | None = None
-    _home_task: str | None = None
+    _tasks: list[dict] | None = None
 
     def ref(self) -> RefereeClient:
         if self.referee is None:
@@ -61,11 +63,20 @@ class ToolContext:
             self._me = self.ref().me()["name"]
         return self._me
 
+    def task_cards(self) -> list[dict]:
+        """The home task first, then the visible ones (an admin token's held-out tasks are dropped)."""
+        if self._tasks is None:
+            self._tasks = task_cards(self.ref().tasks())
+            if not self._tasks:
+                raise ToolError("the referee lists no task you may see")
+        return self._tasks
+
+    def shown(self) -> list[str]:
+        """Names of the tasks whose released numbers a researcher may see (home first)."""
+        return [t["name"] for t in self.task_cards()]
+
     def home_task(self) -> str:
-        if self._home_task is None:
-            tasks = self.ref().tasks()
-            self._home_task = next((t["name"] for t in tasks if t["role"] == "home"), tasks[0]["name"])
-        return self._home_task
+        return self.task_cards()[0]["name"]
 
 
 @dataclass
@@ -158,16 +169,23 @@ def _forum_post(ctx: ToolContext, a: dict) -> dict:
     }
 
 
-def _post_brief(p: dict) -> dict:
+def _cite_brief(c: dict, shown: list[str] | None = None) -> dict:
+    return {
+        "run_id": c.get("run_id"),
+        "author": c.get("author"),
+        "commit": str(c.get("commit", ""))[:12],
+        "status": c.get("status"),
+        "review_state": c.get("review_state"),
+        "verified": c.get("verified"),
+        "released": released_brief(c.get("released"), shown),
+    }
+
+
+def _post_brief(p: dict, shown: list[str] | None = None) -> dict:
     cited = {}
     for c in p.get("cites", []):
-        home = next((r for r in c["results"].values() if r.get("role") == "home"), {})
-        cited[c["run_id"]] = {
-            "verified": c.get("verified"),
-            "home_pgr": _round(home.get("pgr")),
-            "home_transfer_acc": _round(home.get("transfer_acc")),
-            "pgr": {t: _round(r.get("pgr")) for t, r in c["results"].items()},
-        }
+        brief = _cite_brief(c, shown)
+        cited[brief.pop("run_id")] = {k: brief[k] for k in ("verified", "status", "released")}
     return {
         "id": p["id"],
         "author": p["author"],
@@ -183,11 +201,14 @@ def _post_brief(p: dict) -> dict:
 
 def _forum_search(ctx: ToolContext, a: dict) -> dict:
     page = ctx.ref().search_posts(a.get("query"), a.get("kind"), a.get("author"), int(a.get("limit", 10)))
-    return {"total": page["total"], "posts": [_post_brief(p) for p in page["items"]]}
+    shown = ctx.shown()
+    return {"total": page["total"], "posts": [_post_brief(p, shown) for p in page["items"]]}
 
 
 def _forum_read(ctx: ToolContext, a: dict) -> dict:
     post = ctx.ref().get_post(a["post_id"])
+    shown = ctx.shown()
+    post["cites"] = [_cite_brief(c, shown) for c in post.get("cites", [])]
     post["comments_list"] = ctx.ref().comments(a["post_id"])
     return post
 
@@ -243,6 +264,10 @@ def _predictions_from_idea(ctx: ToolContext, idea: str, task: str, seed: int) ->
 
 def _dev_evaluate(ctx: ToolContext, a: dict) -> dict:
     task = a.get("task") or ctx.home_task()
+    if task not in ctx.shown():
+        raise ToolError(
+            f"dev_evaluate scores the home task and the visible tasks only: {', '.join(ctx.shown())}"
+        )
     if bool(a.get("idea_path")) == bool(a.get("predictions_path")):
         raise ToolError(
             "give exactly one of idea_path (run the idea on dev here) or predictions_path "
@@ -264,8 +289,8 @@ def _dev_evaluate(ctx: ToolContext, a: dict) -> dict:
     return {
         **ans,
         "local_summary": summary,
-        "note": "dev scores are released only when significantly better than your best; "
-        "otherwise your previous score is repeated",
+        "note": "pgr is the task's best released dev PGR (rounded; its Ladder is shared by all "
+        "researchers): it moves only when a submission significantly beats it; improved: yours did",
     }
 
 
@@ -279,24 +304,42 @@ def _round(v: Any) -> Any:
     return v
 
 
-_RESULT_KEYS = (
-    "pgr",
-    "pgr_ci",
-    "transfer_acc",
-    "transfer_acc_ci",
-    "weak_acc",
-    "ceiling_acc",
-    "defined",
-    "transfer_seed_std",
-    "role",
-)
+SHOWN_ROLES = ("home", "visible")
+_CARD_KEYS = ("name", "role", "domain", "description", "weak_model", "strong_model", "protocol_c", "files")
+_PUBLIC_SIZES = ("student_train", "dev")
+_RELEASED_KEYS = ("pgr", "pgr_ci", "improved", "best_pgr")
 
 
-def run_brief(run: dict) -> dict:
-    results = {
-        t: _round({k: r.get(k) for k in _RESULT_KEYS if k in r})
-        for t, r in (run.get("results") or {}).items()
-    }
+def task_cards(cards: list[dict]) -> list[dict]:
+    """The task cards a researcher may read, home first, then the visible tasks. Held-out tasks and
+    whatever an admin's card adds (the sizes of final's parts, ...) are left out, whoever asks."""
+    shown = [c for c in cards if isinstance(c, dict) and c.get("role") in SHOWN_ROLES]
+    shown.sort(key=lambda c: c["role"] != "home")  # stable: the referee's order otherwise
+    out = []
+    for c in shown:
+        card = {k: c[k] for k in _CARD_KEYS if k in c}
+        card["sizes"] = {k: v for k, v in (c.get("sizes") or {}).items() if k in _PUBLIC_SIZES}
+        out.append(card)
+    return out
+
+
+def released_brief(released: Any, shown: list[str] | None = None) -> dict:
+    """A run's released public score per home/visible task (the official Ladder's answer: pgr, its
+    rounded CI, whether the run moved the task's best, the best after it) and nothing else. Tasks not
+    in ``shown`` are dropped, so an admin-shaped run shows a researcher what a researcher's would."""
+    out: dict[str, dict] = {}
+    if not isinstance(released, dict):
+        return out
+    for task, rel in released.items():
+        if isinstance(rel, dict) and (shown is None or task in shown):
+            out[task] = {k: _round(rel.get(k)) for k in _RELEASED_KEYS}
+            out[task]["improved"] = bool(out[task]["improved"])
+    return out
+
+
+def run_brief(run: dict, shown: list[str] | None = None) -> dict:
+    """An official run as a researcher reads it: never its exact ``results`` (an admin token's run has
+    them; they are not looked at), only the released public score per home/visible task."""
     return {
         "run_id": run["id"],
         "author": run["author"],
@@ -306,7 +349,7 @@ def run_brief(run: dict) -> dict:
         "status": run["status"],
         "error": (run.get("error") or "")[-1500:] or None,
         "review_state": run["review_state"],
-        "results": results,
+        "released": released_brief(run.get("released"), shown),
     }
 
 
@@ -320,15 +363,19 @@ def _submit_run(ctx: ToolContext, a: dict) -> dict:
             and run["task"] == task
             and run["status"] not in ("failed", "cancelled")
         ):
-            return {**run_brief(run), "note": "already submitted (not resubmitted); poll run_status"}
+            return {
+                **run_brief(run, ctx.shown()),
+                "note": "already submitted (not resubmitted); poll run_status",
+            }
     left = ctx.official_runs_left()
     if left is not None and left <= 0:
         raise ToolError("your official-run budget is spent")
     run = ctx.ref().submit_run(commit, a["idea_path"], task)
     ctx.on_official_run(run)
     return {
-        **run_brief(run),
-        "note": "queued: the referee re-runs it on final and held-out tasks; poll run_status",
+        **run_brief(run, ctx.shown()),
+        "note": "queued: the referee re-runs it on the final split of the home, visible and held-out "
+        "tasks; you will see its released public PGR per home/visible task; poll run_status",
     }
 
 
@@ -343,32 +390,49 @@ def _run_status(ctx: ToolContext, a: dict) -> Any:
         while run["status"] in ("queued", "running") and time.monotonic() < deadline:
             time.sleep(min(5.0, max(0.5, deadline - time.monotonic())))
             run = ctx.ref().run(a["run_id"])
-        return run_brief(run)
-    return [run_brief(r) for r in ctx.ref().runs(agent=ctx.me(), limit=int(a.get("limit", 10)))]
+        return run_brief(run, ctx.shown())
+    shown = ctx.shown()
+    return [run_brief(r, shown) for r in ctx.ref().runs(agent=ctx.me(), limit=int(a.get("limit", 10)))]
 
 
-def leaderboard_rows(rows: list[dict], limit: int) -> list[dict]:
+def _researcher_view(row: dict) -> ResearcherRun | None:
+    """The researcher view of a run dict of either view (an admin's extra fields are dropped)."""
+    try:
+        return ResearcherRun.model_validate({k: row[k] for k in RunBase.model_fields if k in row})
+    except ValidationError:
+        return None
+
+
+def leaderboard_rows(rows: list[dict], limit: int, shown: list[str] | None = None) -> list[dict]:
+    """Done runs ranked by the one rule (``aar.contract.ranked``) on their *released* numbers, so an
+    admin's leaderboard (ranked by exact scores) reads here as a researcher's would."""
+    views = [v for v in map(_researcher_view, rows) if v is not None]
+    if len(views) < len(rows):
+        log.warning("leaderboard: %d rows not in the run contract were left out", len(rows) - len(views))
     out = []
-    for row in rows[:limit]:
-        home = row.get("home") or {}
+    for rank, v in enumerate(ranked(views)[:limit], start=1):
         out.append(
             {
-                "run_id": row["run_id"],
-                "author": row["author"],
-                "idea_path": row["idea_path"],
-                "commit": row["commit"][:12],
-                "baseline": row["baseline"],
-                "review": row["review_state"],
-                "home_pgr": _round(home.get("pgr")),
-                "home_pgr_ci": _round(home.get("pgr_ci")),
-                "held_out_pgr": {t: _round(r.get("pgr")) for t, r in row.get("held_out", {}).items()},
+                "rank": rank,
+                "run_id": v.id,
+                "author": v.author,
+                "idea_path": v.idea_path,
+                "commit": v.commit[:12],
+                "task": v.task,
+                "baseline": v.baseline,
+                "review": v.review_state,
+                "released": released_brief({t: r.model_dump() for t, r in v.released.items()}, shown),
             }
         )
     return out
 
 
 def _leaderboard(ctx: ToolContext, a: dict) -> list[dict]:
-    return leaderboard_rows(ctx.ref().leaderboard(), int(a.get("limit", 20)))
+    return leaderboard_rows(ctx.ref().leaderboard(), int(a.get("limit", 20)), ctx.shown())
+
+
+def _tasks(ctx: ToolContext, a: dict) -> list[dict]:
+    return ctx.task_cards()
 
 
 def _notebook(ctx: ToolContext, a: dict) -> str:
@@ -454,7 +518,8 @@ TOOLS: list[Tool] = [
     Tool(
         "forum_post",
         "Share a result, hypothesis, insight or failure with the other researchers. Cite "
-        "official run ids: only cited runs show verified numbers.",
+        "official run ids: a post shows its cited runs' released public numbers from the referee's "
+        "records, never numbers typed in the body.",
         _obj(
             {
                 "title": {"type": "string", "minLength": 1, "maxLength": 300},
@@ -469,7 +534,8 @@ TOOLS: list[Tool] = [
     ),
     Tool(
         "forum_search",
-        "Search the forum (full text), newest first.",
+        "Search the forum (full text), newest first; each post's cited runs come with their released "
+        "public PGR per home/visible task.",
         _obj(
             {
                 "query": {"type": "string"},
@@ -505,8 +571,12 @@ TOOLS: list[Tool] = [
     ),
     Tool(
         "dev_evaluate",
-        "Score an idea on the dev split (cheap, leak-resistant, budgeted): give idea_path "
-        "to run your idea file on the dev inputs, or predictions_path to a JSON {id: probability}.",
+        "Score an idea on the dev split of the home task or of a visible task (task: default the "
+        "home task; held-out tasks are never dev-scored). Cheap, budgeted per task and day. The answer "
+        "is the task's dev Ladder, shared by all researchers: pgr is the task's best released dev PGR "
+        "(rounded), improved=true when your submission significantly beat it (otherwise the previous "
+        "release is repeated). Give idea_path to run your idea file on the dev inputs, or "
+        "predictions_path to a JSON {id: probability}.",
         _obj(
             {
                 "task": {"type": "string"},
@@ -519,8 +589,11 @@ TOOLS: list[Tool] = [
     ),
     Tool(
         "submit_run",
-        "Ask the referee for an official run of a pushed idea: it re-runs run(ctx) itself on "
-        "the private final split and on held-out tasks, over several seeds. Budgeted; idempotent.",
+        "Ask the referee for an official run of a pushed idea: it re-runs run(ctx) itself, over "
+        "several seeds, on the final split of the home task, of the visible tasks and of held-out "
+        "tasks. final has a public and a private part: you see only the released public PGR per "
+        "home/visible task; private and held-out numbers are never shown while the campaign runs. "
+        "Budgeted; idempotent.",
         _obj(
             {
                 "commit": {"type": "string", "pattern": "^[0-9a-fA-F]{7,40}$"},
@@ -533,7 +606,11 @@ TOOLS: list[Tool] = [
     ),
     Tool(
         "run_status",
-        "Status and results of an official run (optionally wait for it), or your recent runs.",
+        "Status of an official run (optionally wait for it), or of your recent runs, with its released "
+        "public score per home/visible task from the official Ladder: pgr (rounded) and pgr_ci (rounded "
+        "95% CI) when the run significantly beat the task's best released run, else pgr null and "
+        "improved false; best_pgr is the task's best released PGR after it. Exact accuracies, seed "
+        "spread, the private part and held-out tasks are never shown.",
         _obj(
             {
                 "run_id": {"type": "integer", "minimum": 1},
@@ -545,9 +622,21 @@ TOOLS: list[Tool] = [
     ),
     Tool(
         "leaderboard",
-        "Official results (PGR with 95% CI on the home task, PGR on held-out tasks), best first.",
+        "Done official runs, best first by the released public PGR of the home task (highest lower CI "
+        "bound first), with released public PGRs on the visible tasks. Runs that did not significantly "
+        "beat the task's best released run show pgr null and improved false. Private and held-out "
+        "numbers are never shown.",
         _obj({"limit": {"type": "integer", "minimum": 1, "maximum": 200}}),
         _leaderboard,
+    ),
+    Tool(
+        "tasks",
+        "The tasks you may see: the home task, then the campaign's visible secondary tasks (other "
+        "domains, there to check that an idea generalises), with their cards (domain, description, "
+        "models, public file sizes). Held-out tasks are not listed: official runs are scored on them "
+        "too, but nothing about them is shown while the campaign runs.",
+        _obj({}),
+        _tasks,
     ),
     Tool(
         "notebook",

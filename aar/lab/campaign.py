@@ -33,6 +33,8 @@ def _known_task(name: str) -> str:
 class Testbed(Strict):
     home: str = defaults.HOME_TASK
     held_out: list[str] = Field(default_factory=lambda: list(defaults.HELD_OUT_TASKS))
+    # secondary tasks whose public part researchers see scored, like the home task's
+    visible: list[str] = Field(default_factory=list)
     tier: Literal["default", "fast", "published"] = "default"  # the (weak, strong) model pair
     max_rows: int | None = Field(None, ge=200)
 
@@ -41,22 +43,28 @@ class Testbed(Strict):
     def _known_home(cls, v: str) -> str:
         return _known_task(v)
 
-    @field_validator("held_out")
+    @field_validator("held_out", "visible")
     @classmethod
-    def _known_held_out(cls, v: list[str]) -> list[str]:
+    def _known_tasks(cls, v: list[str]) -> list[str]:
         return [_known_task(t) for t in v]
 
     @model_validator(mode="after")
     def _distinct(self) -> Testbed:
-        if self.home in self.held_out:
-            raise ValueError(f"home task {self.home!r} is also listed in held_out")
-        if len(set(self.held_out)) != len(self.held_out):
-            raise ValueError("held_out lists a task twice")
+        for field in ("held_out", "visible"):
+            listed = getattr(self, field)
+            if self.home in listed:
+                raise ValueError(f"home task {self.home!r} is also listed in {field}")
+            if len(set(listed)) != len(listed):
+                raise ValueError(f"{field} lists a task twice")
+        both = sorted(set(self.held_out) & set(self.visible))
+        if both:
+            raise ValueError(f"tasks both held out and visible: {', '.join(both)}")
         return self
 
     @property
     def tasks(self) -> list[str]:
-        return [self.home, *self.held_out]
+        """Every task the referee prepares, home first (the order ``initialise`` expects)."""
+        return [self.home, *self.held_out, *self.visible]
 
     @property
     def model_pair(self) -> tuple[str, str]:
@@ -118,6 +126,7 @@ class Campaign(Strict):
     defaults: ResearcherDefaults = Field(default_factory=ResearcherDefaults)
     n_researchers: int | None = Field(None, ge=1, le=64)  # default: len(researchers), else 9
     researchers: list[ResearcherSpec] = Field(default_factory=list)
+    report_top_k: int = Field(5, ge=1)  # the report confirms the k best by public PGR on private
 
     @field_validator("researchers")
     @classmethod
@@ -227,6 +236,10 @@ def missing_credentials(c: Campaign, env: dict[str, str]) -> list[str]:
 
 
 def fingerprint(c: Campaign) -> str:
-    """What must not change when a killed campaign is resumed (the testbed and the referee's rules)."""
-    stable = {"testbed": c.testbed.model_dump(), "seeds": c.referee.seeds}
+    """What must not change when a killed campaign is resumed (the testbed and the referee's rules).
+    An empty ``visible`` is left out, so campaigns started before it existed still resume."""
+    testbed = c.testbed.model_dump()
+    if not testbed["visible"]:
+        del testbed["visible"]
+    stable = {"testbed": testbed, "seeds": c.referee.seeds}
     return hashlib.sha256(yaml.safe_dump(stable, sort_keys=True).encode()).hexdigest()[:16]

@@ -4,6 +4,7 @@ admin token, and each researcher's own account of itself (its transcript: spend,
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import httpx
@@ -11,7 +12,8 @@ import httpx
 from aar.agents.budget import Budget, Limits
 from aar.agents.prices import load_prices
 from aar.agents.transcript import cached_records, restore_records
-from aar.lab.report import home_pgr
+from aar.contract import AdminRun, best
+from aar.lab.report import parse_runs
 
 _PRICES = load_prices(None)
 
@@ -84,17 +86,19 @@ def researcher_account(transcript: Path) -> dict:
     }
 
 
-def best_runs(runs: list[dict]) -> dict[str, dict]:
-    """Each author's best done, non-rejected run by home PGR."""
-    best: dict[str, dict] = {}
-    for r in runs:
-        pgr = home_pgr(r)
-        if r["status"] != "done" or r["review_state"] == "rejected" or pgr is None:
-            continue
-        cur = best.get(r["author"])
-        if cur is None or pgr > (home_pgr(cur) or -1e9):
-            best[r["author"]] = r
-    return best
+def best_runs(runs: list[dict]) -> dict[str, AdminRun]:
+    """Each author's best run by the one rule (:func:`aar.contract.best`: done, not a baseline, not
+    rejected, highest lower CI bound on the home task's public part). Runs that do not validate as an
+    :class:`AdminRun` are skipped (logged at debug level: the live view asks every few seconds)."""
+    by_author: dict[str, list[AdminRun]] = {}
+    for r in parse_runs(runs, logging.DEBUG):
+        by_author.setdefault(r.author, []).append(r)
+    out = {}
+    for author, theirs in by_author.items():
+        b = best(theirs)
+        if b is not None:
+            out[author] = b
+    return out
 
 
 def read_json(path: Path) -> dict:

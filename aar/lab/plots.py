@@ -5,6 +5,10 @@ reports are drawn at the end of a campaign, possibly from a worker thread, on a 
 display, and pyplot's global figure registry is neither thread-safe nor needed. No global backend is
 switched, so importing this module does not change an interactive session's matplotlib.
 
+Each takes the snapshot dict or the report's parsed :class:`aar.lab.report.View` (so a report parses
+the runs once). PGRs are read through :mod:`aar.contract`: the public part of the home task ranks,
+the private part and the held-out tasks confirm.
+
 Every figure draws something readable even when the snapshot is empty (a plain message instead of
 a blank axis), because an empty campaign still gets a report.
 """
@@ -23,29 +27,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from aar.atomic import atomic_write
-from aar.lab.report import (
-    CI,
-    Run,
-    baselines,
-    best_by_researcher,
-    ci_of,
-    held_out_results,
-    held_out_tasks,
-    home_ci,
-    home_pgr,
-    home_task,
-    is_baseline,
-    is_done,
-    is_rejected,
-    leaderboard,
-    num,
-    parse_time,
-    researcher_names,
-    run_id,
-    run_label,
-    runs,
-    vanilla,
-)
+from aar.contract import AdminRun, Part, rank_key
+from aar.lab.report import CI, View, drop, finite, parse_time, part_pgr, run_label
 
 DPI = 120
 BASELINE_COLOR = "0.55"
@@ -79,19 +62,19 @@ def _message(ax, text: str) -> None:
     ax.set_yticks([])
 
 
-def researcher_colors(snapshot: dict) -> dict[str, str]:
+def researcher_colors(v: View) -> dict[str, str]:
     """One stable colour per researcher, shared by every figure."""
     palette = [f"tab:{c}" for c in ("blue", "orange", "green", "red", "purple", "brown", "pink", "olive")]
     palette += ["tab:cyan", "navy", "gold", "teal", "crimson", "indigo", "sienna", "darkgreen"]
-    return {name: palette[i % len(palette)] for i, name in enumerate(researcher_names(snapshot))}
+    return {name: palette[i % len(palette)] for i, name in enumerate(v.researcher_names())}
 
 
-def _color(run: Run, colors: dict[str, str]) -> str:
-    return BASELINE_COLOR if is_baseline(run) else colors.get(str(run.get("author")), "black")
+def _color(run: AdminRun, colors: dict[str, str]) -> str:
+    return BASELINE_COLOR if run.baseline else colors.get(run.author, "black")
 
 
 def _err(pgr: float, ci: CI) -> tuple[float, float] | None:
-    """Asymmetric error-bar lengths, or None when the CI is undefined."""
+    """Asymmetric error-bar lengths, or None when a bound is missing (unbounded: no bar drawn)."""
     lo, hi = ci
     if lo is None or hi is None:
         return None
@@ -118,16 +101,14 @@ def _reference_lines(ax, vertical: bool) -> None:
     line(1.0, color="0.35", lw=0.8, ls=":")
 
 
-def _vanilla_band(ax, snapshot: dict, vertical: bool) -> list:
-    """Dashed line + shaded CI for vanilla, returned as legend handles (empty when no vanilla)."""
-    van = vanilla(snapshot)
-    pgr = home_pgr(van) if van else None
+def _vanilla_band(ax, v: View, vertical: bool, part: Part = "public") -> list:
+    """Dashed line + shaded CI for vanilla's ``part``, returned as legend handles (empty when none)."""
+    pgr, (lo, hi) = part_pgr(v.vanilla(), part)
     if pgr is None:
         return []
-    lo, hi = home_ci(van)
     line, span = (ax.axvline, ax.axvspan) if vertical else (ax.axhline, ax.axhspan)
     line(pgr, color=VANILLA_COLOR, ls="--", lw=1.3)
-    handles = [Line2D([], [], color=VANILLA_COLOR, ls="--", label=f"vanilla PGR {pgr:.3f}")]
+    handles = [Line2D([], [], color=VANILLA_COLOR, ls="--", label=f"vanilla {part} PGR {pgr:.3f}")]
     if lo is not None and hi is not None:
         span(lo, hi, color=VANILLA_COLOR, alpha=0.15, lw=0)
         handles.append(Patch(color=VANILLA_COLOR, alpha=0.15, label=f"vanilla 95% CI [{lo:.3f}, {hi:.3f}]"))
@@ -137,12 +118,12 @@ def _vanilla_band(ax, snapshot: dict, vertical: bool) -> list:
 # -- 1. progress over time ----------------------------------------------------------------------------
 
 
-def campaign_start(snapshot: dict) -> datetime | None:
+def campaign_start(v: View) -> datetime | None:
     """The campaign's start, else its earliest run."""
-    start = parse_time(snapshot.get("started_at"))
+    start = parse_time(v.raw.get("started_at"))
     if start is not None:
         return start
-    times = [t for r in runs(snapshot) if (t := parse_time(r.get("created_at")))]
+    times = [t for r in v.runs if (t := parse_time(r.created_at))]
     return min(times, default=None)
 
 
@@ -150,16 +131,16 @@ def _minutes(t: datetime | None, start: datetime | None) -> float | None:
     return None if t is None or start is None else (t - start).total_seconds() / 60.0
 
 
-def progress_points(snapshot: dict, name: str) -> list[tuple[float, float, float]]:
-    """(minutes since start, that run's home PGR, running best) for the researcher's done, non-rejected
-    runs with a defined home PGR, in finishing order."""
-    start = campaign_start(snapshot)
+def progress_points(v: View, name: str) -> list[tuple[float, float, float]]:
+    """(minutes since start, that run's public home PGR, running best) for the researcher's done,
+    non-rejected runs with a defined public PGR, in finishing order."""
+    start = campaign_start(v)
     pts = []
-    for r in runs(snapshot):
-        if r.get("author") != name or is_baseline(r) or not is_done(r) or is_rejected(r):
+    for r in v.runs:
+        if r.author != name or r.baseline or r.status != "done" or r.review_state == "rejected":
             continue
-        pgr = home_pgr(r)
-        when = _minutes(parse_time(r.get("finished_at") or r.get("created_at")), start)
+        pgr = part_pgr(r, "public")[0]
+        when = _minutes(parse_time(r.finished_at or r.created_at), start)
         if pgr is not None and when is not None:
             pts.append((when, pgr))
     pts.sort()
@@ -170,17 +151,18 @@ def progress_points(snapshot: dict, name: str) -> list[tuple[float, float, float
     return out
 
 
-def plot_progress(snapshot: dict, path: Path) -> Path:
-    """Best official home PGR over time per researcher: step lines of the running best, faint dots for
-    every run, vanilla's PGR and CI as the bar to clear."""
+def plot_progress(snapshot: dict | View, path: Path) -> Path:
+    """Best public home PGR over time per researcher: step lines of the running best, faint dots for
+    every run, vanilla's public PGR and CI as the bar to clear."""
+    v = View.of(snapshot)
     fig = _figure(9, 5)
     ax = fig.add_subplot()
-    colors = researcher_colors(snapshot)
-    end = _minutes(parse_time(snapshot.get("finished_at")), campaign_start(snapshot))
+    colors = researcher_colors(v)
+    end = _minutes(parse_time(v.raw.get("finished_at")), campaign_start(v))
     values: list[float] = []
     handles = []
-    for name in researcher_names(snapshot):
-        pts = progress_points(snapshot, name)
+    for name in v.researcher_names():
+        pts = progress_points(v, name)
         if not pts:
             continue
         xs, ys, best = [p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts]
@@ -191,17 +173,17 @@ def plot_progress(snapshot: dict, path: Path) -> Path:
             Line2D([], [], color=colors[name], lw=2, marker="o", label=f"{name} (best {best[-1]:.3f})")
         )
         values += ys
-    handles += _vanilla_band(ax, snapshot, vertical=False)
+    handles += _vanilla_band(ax, v, vertical=False)
     if not values:
-        _message(ax, "no official run with a defined home PGR yet")
+        _message(ax, "no official run with a defined public home PGR yet")
     else:
-        ax.set_ylim(*_limits(values + [home_pgr(vanilla(snapshot)) or 0.0]))
+        ax.set_ylim(*_limits(values + [part_pgr(v.vanilla(), "public")[0] or 0.0]))
         ax.set_xlim(left=0)
         _reference_lines(ax, vertical=False)
         ax.grid(alpha=0.3)
     ax.set_xlabel("minutes since campaign start (run finished)", fontsize=FONT)
-    ax.set_ylabel(f"best home PGR so far ({home_task(snapshot) or 'home task'})", fontsize=FONT)
-    ax.set_title("Best official home PGR over time, per researcher", fontsize=FONT + 2)
+    ax.set_ylabel(f"best public PGR so far ({v.home or 'home task'})", fontsize=FONT)
+    ax.set_title("Best official public home PGR over time, per researcher", fontsize=FONT + 2)
     if handles:
         ax.legend(handles=handles, fontsize=FONT - 1, loc="best")
     return _save(fig, path)
@@ -210,109 +192,121 @@ def plot_progress(snapshot: dict, path: Path) -> Path:
 # -- 2. leaderboard with CIs ---------------------------------------------------------------------------
 
 
-def leaderboard_rows(snapshot: dict) -> list[Run]:
-    """Top researcher runs plus every baseline with a defined home PGR, best first."""
-    top = [r for r in leaderboard(snapshot) if home_pgr(r) is not None][:TOP_RUNS]
-    base = [r for r in baselines(snapshot).values() if home_pgr(r) is not None]
-    return sorted(top + base, key=lambda r: (-(home_pgr(r) or 0.0), run_id(r)))
+def leaderboard_rows(v: View) -> list[AdminRun]:
+    """Top researcher runs plus every baseline with a defined public PGR, in the one rank order."""
+    defined = [r for r in v.leaderboard() if part_pgr(r, "public")[0] is not None][:TOP_RUNS]
+    base = [r for r in v.baselines().values() if part_pgr(r, "public")[0] is not None]
+    return sorted(defined + base, key=rank_key)
 
 
-def plot_leaderboard(snapshot: dict, path: Path) -> Path:
-    """Final leaderboard: home PGR with 95% CI per run, baselines in grey, rejected runs hollow."""
-    rows = leaderboard_rows(snapshot)
-    fig = _figure(10, max(3.5, 0.38 * len(rows) + 1.8))
+def plot_leaderboard(snapshot: dict | View, path: Path) -> Path:
+    """Final leaderboard: public home PGR (circles) and private (squares) with 95% CIs per run,
+    baselines in grey, rejected runs hollow."""
+    v = View.of(snapshot)
+    rows = leaderboard_rows(v)
+    fig = _figure(10, max(3.5, 0.45 * len(rows) + 1.8))
     ax = fig.add_subplot()
-    colors = researcher_colors(snapshot)
+    colors = researcher_colors(v)
     values: list[float] = []
     ends: list[float] = []
     for y, r in enumerate(reversed(rows)):
-        pgr = home_pgr(r) or 0.0
-        err = _err(pgr, home_ci(r))
         c = _color(r, colors)
-        ax.errorbar(
-            pgr,
-            y,
-            xerr=[[err[0]], [err[1]]] if err else None,
-            fmt="o",
-            color=c,
-            mfc="white" if is_rejected(r) else c,
-            capsize=3,
-            ms=6,
-        )
-        values.append(pgr)
-        ends += [pgr - err[0], pgr + err[1]] if err else []
-    labels = [run_label(r) + (" [rejected]" if is_rejected(r) else "") for r in reversed(rows)]
+        for part, marker, dy in (("public", "o", 0.15), ("private", "s", -0.15)):
+            pgr, ci = part_pgr(r, part)
+            if pgr is None:
+                continue
+            err = _err(pgr, ci)
+            ax.errorbar(
+                pgr,
+                y + dy,
+                xerr=[[err[0]], [err[1]]] if err else None,
+                fmt=marker,
+                color=c,
+                mfc="white" if r.review_state == "rejected" or part == "private" else c,
+                capsize=3,
+                ms=6,
+            )
+            values.append(pgr)
+            ends += [pgr - err[0], pgr + err[1]] if err else []
+    labels = [run_label(r) + (" [rejected]" if r.review_state == "rejected" else "") for r in reversed(rows)]
     ax.set_yticks(range(len(rows)), labels, fontsize=FONT - 1)
-    handles = _vanilla_band(ax, snapshot, vertical=True)
+    handles = _vanilla_band(ax, v, vertical=True)
     if not rows:
-        _message(ax, "no run with a defined home PGR")
+        _message(ax, "no run with a defined public PGR")
     else:
         ax.set_xlim(*_limits(values, ends))
         _reference_lines(ax, vertical=True)
         ax.grid(axis="x", alpha=0.3)
         handles += [Line2D([], [], color=colors[a], marker="o", ls="", label=a) for a in _authors(rows)]
         handles += [Line2D([], [], color=BASELINE_COLOR, marker="o", ls="", label="baseline")]
-    undefined = sum(home_pgr(r) is None for r in leaderboard(snapshot))
-    note = f" ({undefined} run(s) with undefined PGR not shown)" if undefined else ""
-    ax.set_xlabel(f"home PGR on {home_task(snapshot) or 'home task'}, 95% CI{note}", fontsize=FONT)
-    ax.set_title("Leaderboard: official runs and baselines", fontsize=FONT + 2)
+        handles += [Line2D([], [], color="0.2", marker="o", ls="", label="public")]
+        handles += [Line2D([], [], color="0.2", marker="s", mfc="white", ls="", label="private")]
+    undefined = sum(part_pgr(r, "public")[0] is None for r in v.leaderboard())
+    note = f" ({undefined} run(s) with undefined public PGR not shown)" if undefined else ""
+    ax.set_xlabel(f"PGR on {v.home or 'home task'}, 95% CI, ranked on public{note}", fontsize=FONT)
+    ax.set_title("Leaderboard: official runs and baselines (public and private)", fontsize=FONT + 2)
     if handles:
         ax.legend(handles=handles, fontsize=FONT - 1, loc="lower right")
     return _save(fig, path)
 
 
-def _authors(rows: list[Run]) -> list[str]:
+def _authors(rows: list[AdminRun]) -> list[str]:
     out: list[str] = []
     for r in rows:
-        if not is_baseline(r) and str(r.get("author")) not in out:
-            out.append(str(r.get("author")))
+        if not r.baseline and r.author not in out:
+            out.append(r.author)
     return out
 
 
-# -- 3. home vs held-out -------------------------------------------------------------------------------
+# -- 3. per task: public, private and held-out ----------------------------------------------------------
 
 
-def transfer_entries(snapshot: dict) -> list[tuple[str, Run]]:
-    """(label, run): each researcher's best run, then every baseline."""
-    out = [
-        (f"{name}: {r.get('idea_path')} ({r.get('id')})", r)
-        for name, r in best_by_researcher(snapshot).items()
-    ]
-    return out + [(method, r) for method, r in baselines(snapshot).items()]
+def transfer_entries(v: View) -> list[tuple[str, AdminRun]]:
+    """(label, run): the top k by public rank, then every baseline."""
+    out = [(f"{c.run.author}: {c.run.idea_path} ({c.run.id})", c.run) for c in v.top_k()]
+    return out + [(method, r) for method, r in v.baselines().items()]
 
 
-def _task_pgr(run: Run, task: str, home: str | None) -> tuple[float | None, CI]:
-    if task == home:
-        return home_pgr(run), home_ci(run)
-    res = held_out_results(run).get(task, {})
-    return num(res.get("pgr")), ci_of(res.get("pgr_ci"))
+def task_parts(v: View) -> list[tuple[str, Part, str]]:
+    """(task, part, legend label) in figure order: home public and private, each visible task's
+    public and private, each held-out task (private only: nobody saw any of it)."""
+    out: list[tuple[str, Part, str]] = []
+    for task, role in [(v.home, "home"), *[(t, "visible") for t in v.visible]]:
+        if task:
+            out += [
+                (task, "public", f"{task} public ({role})"),
+                (task, "private", f"{task} private ({role})"),
+            ]
+    return out + [(t, "private", f"{t} (held-out)") for t in v.held_out]
 
 
-def plot_home_vs_heldout(snapshot: dict, path: Path) -> Path:
-    """Grouped bars per method: home PGR next to each held-out task's PGR. An idea that only wins at
-    home is overfitting the home task (or the scorer)."""
-    entries = transfer_entries(snapshot)
-    home = home_task(snapshot)
-    tasks = [t for t in [home, *held_out_tasks(snapshot)] if t]
-    fig = _figure(max(8.0, 1.1 * len(entries) + 3), 5.5)
+def plot_home_vs_heldout(snapshot: dict | View, path: Path) -> Path:
+    """Grouped bars per run: home public and private PGR, then each held-out task's. An idea that only
+    wins on the public part is fitted to what researchers saw; one that only wins at home is
+    overfitting the home task."""
+    v = View.of(snapshot)
+    entries = transfer_entries(v)
+    parts = task_parts(v)
+    fig = _figure(max(8.0, 1.3 * len(entries) + 3), 5.5)
     ax = fig.add_subplot()
-    if not entries or not tasks:
-        _message(ax, "no run or baseline with a defined home PGR")
-        ax.set_title("Home vs held-out PGR", fontsize=FONT + 2)
+    if not entries or not parts:
+        _message(ax, "no run or baseline with a defined public PGR")
+        ax.set_title("Public, private and held-out PGR", fontsize=FONT + 2)
         return _save(fig, path)
-    width = 0.8 / len(tasks)
-    palette = ["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink"]
+    width = 0.8 / len(parts)
+    palette = ["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive"]
     values: list[float] = []
     ends: list[float] = []
-    for j, task in enumerate(tasks):
+    for j, (task, part, _) in enumerate(parts):
         for i, (_, run) in enumerate(entries):
             x = i - 0.4 + width * (j + 0.5)
-            pgr, ci = _task_pgr(run, task, home)
+            pgr, ci = part_pgr(run, part, task if task != v.home else None)
             if pgr is None:
                 ax.text(x, 0, "undef.", rotation=90, ha="center", va="bottom", fontsize=FONT - 3, color="0.4")
                 continue
             err = _err(pgr, ci)
-            ax.bar(x, pgr, width, color=palette[j % len(palette)], alpha=0.85 if task == home else 0.6)
+            hatch = "//" if part == "public" else None
+            ax.bar(x, pgr, width, color=palette[j % len(palette)], alpha=0.8, hatch=hatch, edgecolor="white")
             if err:
                 ax.errorbar(x, pgr, yerr=[[err[0]], [err[1]]], fmt="none", ecolor="0.2", capsize=2, lw=0.8)
                 ends += [pgr - err[0], pgr + err[1]]
@@ -322,30 +316,106 @@ def plot_home_vs_heldout(snapshot: dict, path: Path) -> Path:
     ax.axhline(0, color="black", lw=0.8)
     ax.axhline(1, color="0.35", lw=0.8, ls=":")
     ax.grid(axis="y", alpha=0.3)
-    labels = [f"{t} ({'home' if t == home else 'held-out'})" for t in tasks]
     handles = [
-        Patch(color=palette[j % len(palette)], alpha=0.85 if j == 0 else 0.6, label=lab)
-        for j, lab in enumerate(labels)
+        Patch(
+            facecolor=palette[j % len(palette)],
+            alpha=0.8,
+            hatch="//" if part == "public" else None,
+            label=lab,
+        )
+        for j, (_, part, lab) in enumerate(parts)
     ]
     ax.legend(handles=handles, fontsize=FONT - 1, loc="best")
     ax.set_ylabel("PGR (95% CI)", fontsize=FONT)
-    ax.set_title("Home vs held-out PGR: each researcher's best run and the baselines", fontsize=FONT + 2)
+    ax.set_title(
+        f"Public, private and held-out PGR: the top {v.k} by public PGR and the baselines", fontsize=FONT + 2
+    )
     return _save(fig, path)
 
 
-# -- 4. spend ------------------------------------------------------------------------------------------
+# -- 4. public -> private drop --------------------------------------------------------------------------
 
 
-def spend_rows(snapshot: dict) -> list[tuple[str, float, int, int]]:
+def plot_drop(snapshot: dict | View, path: Path) -> Path:
+    """The top k by public rank: public PGR (left) to private PGR (right) with CIs, one line per run,
+    vanilla's private CI as a band. Lines that fall steeply are numbers fitted to the public part."""
+    v = View.of(snapshot)
+    comps = v.top_k()
+    fig = _figure(8, 5.5)
+    ax = fig.add_subplot()
+    if not comps:
+        _message(ax, "no eligible run to compare")
+        ax.set_title("Public -> private drop of the top runs", fontsize=FONT + 2)
+        return _save(fig, path)
+    colors = researcher_colors(v)
+    values: list[float] = []
+    ends: list[float] = []
+    handles = _vanilla_band(ax, v, vertical=False, part="private")
+    n = len(comps)
+    for i, c in enumerate(comps):
+        r = c.run
+        dx = 0.12 * (i - (n - 1) / 2) / max(n, 1)
+        xs, ys = [], []
+        for x, part in ((0.0, "public"), (1.0, "private")):
+            pgr, ci = part_pgr(r, part)
+            if pgr is None:
+                continue
+            err = _err(pgr, ci)
+            ax.errorbar(
+                x + dx,
+                pgr,
+                yerr=[[err[0]], [err[1]]] if err else None,
+                fmt="o" if c.confirmed else "s",
+                color=colors.get(r.author, "black"),
+                mfc="white" if not c.confirmed else None,
+                capsize=3,
+                ms=6,
+            )
+            xs.append(x + dx)
+            ys.append(pgr)
+            values.append(pgr)
+            ends += [pgr - err[0], pgr + err[1]] if err else []
+        if len(xs) == 2:
+            ax.plot(xs, ys, color=colors.get(r.author, "black"), lw=1.2, alpha=0.8)
+        d = drop(r)
+        label = f"#{c.rank} {run_label(r)}: drop {'undefined' if d is None else f'{d:+.3f}'}"
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color=colors.get(r.author, "black"),
+                marker="o" if c.confirmed else "s",
+                mfc=None if c.confirmed else "white",
+                label=label + (" (confirmed)" if c.confirmed else ""),
+            )
+        )
+    ax.set_xticks([0, 1], ["public (selected on)", "private (never shown)"], fontsize=FONT)
+    ax.set_xlim(-0.4, 1.4)
+    ax.set_ylim(*_limits(values, ends))
+    _reference_lines(ax, vertical=False)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_ylabel(f"PGR on {v.home or 'home task'} (95% CI)", fontsize=FONT)
+    ax.set_title(f"Public -> private: the top {v.k} by public PGR", fontsize=FONT + 2)
+    ax.legend(handles=handles, fontsize=FONT - 2, loc="best")
+    return _save(fig, path)
+
+
+# -- 5. spend ------------------------------------------------------------------------------------------
+
+
+def spend_rows(snapshot: dict | View) -> list[tuple[str, float, int, int]]:
     """(name, USD, tokens, official runs) per researcher; missing counts are taken from the runs."""
-    listed = {str(r.get("name")): r for r in (snapshot.get("researchers") or []) if isinstance(r, dict)}
+    v = View.of(snapshot)
+    listed = {str(r.get("name")): r for r in v.researchers()}
     out = []
-    for name in researcher_names(snapshot):
+    for name in v.researcher_names():
         info = listed.get(name, {})
-        n_runs = num(info.get("official_runs"))
+        n_runs = finite(info.get("official_runs"))
         if n_runs is None:
-            n_runs = sum(r.get("author") == name and not is_baseline(r) for r in runs(snapshot))
-        out.append((name, num(info.get("spend_usd")) or 0.0, int(num(info.get("tokens")) or 0), int(n_runs)))
+            n_runs = sum(r.author == name for r in v.researcher_runs())
+        out.append(
+            (name, finite(info.get("spend_usd")) or 0.0, int(finite(info.get("tokens")) or 0), int(n_runs))
+        )
     return out
 
 
@@ -353,17 +423,18 @@ def _tokens(n: int) -> str:
     return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(n)
 
 
-def plot_spend(snapshot: dict, path: Path) -> Path:
+def plot_spend(snapshot: dict | View, path: Path) -> Path:
     """Two panels: USD spent (annotated with tokens) and official runs used, per researcher. Offline
     backends spend nothing, so the run counts keep the figure informative."""
-    rows = spend_rows(snapshot)
+    v = View.of(snapshot)
+    rows = spend_rows(v)
     fig = _figure(max(9.0, 1.2 * len(rows) * 2 + 3), 4.5)
     ax_usd, ax_runs = fig.subplots(1, 2)
     if not rows:
         for ax in (ax_usd, ax_runs):
             _message(ax, "no researchers")
     else:
-        colors = researcher_colors(snapshot)
+        colors = researcher_colors(v)
         names = [r[0] for r in rows]
         bar_colors = [colors[n] for n in names]
         usd = ax_usd.bar(names, [r[1] for r in rows], color=bar_colors)
@@ -387,21 +458,20 @@ def plot_spend(snapshot: dict, path: Path) -> Path:
     return _save(fig, path)
 
 
-# -- 5. flags ------------------------------------------------------------------------------------------
+# -- 6. flags ------------------------------------------------------------------------------------------
 
 
-def flag_counts(snapshot: dict) -> dict[str, dict[str, int]]:
+def flag_counts(snapshot: dict | View) -> dict[str, dict[str, int]]:
     """kind -> state -> count."""
     out: dict[str, dict[str, int]] = {}
-    for f in snapshot.get("flags") or []:
-        if isinstance(f, dict):
-            by_state = out.setdefault(str(f.get("kind") or "?"), {})
-            state = str(f.get("state") or "?")
-            by_state[state] = by_state.get(state, 0) + 1
+    for f in View.of(snapshot).flags():
+        by_state = out.setdefault(str(f.get("kind") or "?"), {})
+        state = str(f.get("state") or "?")
+        by_state[state] = by_state.get(state, 0) + 1
     return out
 
 
-def plot_flags(snapshot: dict, path: Path) -> Path:
+def plot_flags(snapshot: dict | View, path: Path) -> Path:
     """Integrity flags raised by the referee, by kind, stacked by state (open / closed)."""
     counts = flag_counts(snapshot)
     kinds = sorted(counts)
@@ -429,10 +499,11 @@ def plot_flags(snapshot: dict, path: Path) -> Path:
 
 
 # name (file stem), caption, function: the order they appear in the report
-FIGURES: list[tuple[str, str, Callable[[dict, Path], Path]]] = [
-    ("progress", "Best official home PGR over time", plot_progress),
-    ("leaderboard", "Leaderboard with 95% CIs", plot_leaderboard),
-    ("home_vs_heldout", "Home vs held-out PGR", plot_home_vs_heldout),
+FIGURES: list[tuple[str, str, Callable[[dict | View, Path], Path]]] = [
+    ("progress", "Best official public home PGR over time", plot_progress),
+    ("leaderboard", "Leaderboard with 95% CIs (public and private)", plot_leaderboard),
+    ("home_vs_heldout", "Public, private and held-out PGR of the top runs", plot_home_vs_heldout),
+    ("drop", "Public -> private drop of the top runs", plot_drop),
     ("spend", "Spend and official runs per researcher", plot_spend),
     ("flags", "Flags raised", plot_flags),
 ]

@@ -10,7 +10,7 @@ from rich.live import Live
 from rich.table import Table
 
 from aar.lab.collect import best_runs, researcher_account
-from aar.lab.report import home_ci, home_pgr
+from aar.lab.report import part_pgr
 
 if TYPE_CHECKING:
     from aar.lab.runner import Lab
@@ -70,19 +70,18 @@ class Progress:
 
     def table(self) -> Table:
         best = best_runs(self.runs)
-        queued = sum(1 for r in self.runs if r["status"] in ("queued", "running"))
+        queued = sum(1 for r in self.runs if r.get("status") in ("queued", "running"))
         elapsed = (time.monotonic() - self.t0) / 60
         t = Table(
             title=f"campaign {self.lab.campaign.name}: {elapsed:.1f} min, {queued} official run(s) queued",
             caption=f"dashboard {self.lab.url}",
         )
-        for col in ("researcher", "status", "spend $", "tokens", "turns", "runs", "best home PGR [95% CI]"):
+        for col in ("researcher", "status", "spend $", "tokens", "turns", "runs", "best public PGR [95% CI]"):
             t.add_column(col)
         for m in self.lab.members:
             a = m.account
-            runs = sum(1 for r in self.runs if r["author"] == m.spec.name)
-            b = best.get(m.spec.name)
-            pgr, ci = (home_pgr(b), home_ci(b)) if b else (None, (None, None))
+            runs = sum(1 for r in self.runs if r.get("author") == m.spec.name)
+            pgr, ci = part_pgr(best.get(m.spec.name), "public")
             t.add_row(
                 m.spec.name,
                 m.status if m.status != "running" else f"running ({self.active_minutes(m):.1f} min)",
@@ -98,8 +97,7 @@ class Progress:
         best = best_runs(self.runs)
         parts = []
         for m in self.lab.members:
-            b = best.get(m.spec.name)
-            pgr = home_pgr(b) if b else None
-            n = sum(1 for r in self.runs if r["author"] == m.spec.name)
+            pgr = part_pgr(best.get(m.spec.name), "public")[0]
+            n = sum(1 for r in self.runs if r.get("author") == m.spec.name)
             parts.append(f"{m.spec.name} {m.status} runs={n} best={'-' if pgr is None else f'{pgr:.3f}'}")
         return f"[{(time.monotonic() - self.t0) / 60:.1f} min] " + "; ".join(parts)

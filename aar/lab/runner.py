@@ -171,6 +171,7 @@ class Lab:
         self.tokens = initialise(
             self.dir.data,
             tasks=c.testbed.tasks,
+            visible=c.testbed.visible,
             tier=c.testbed.tier,
             max_rows=c.testbed.max_rows,
             log=lambda m: self.console.print(f"  {m}"),
@@ -368,7 +369,7 @@ class Lab:
                     "spend_usd": acct["usd"],
                     "tokens": acct["tokens"],
                     "turns": acct["turns"],
-                    "official_runs": sum(1 for r in runs if r["author"] == m.spec.name),
+                    "official_runs": sum(1 for r in runs if r.get("author") == m.spec.name),
                     "posts": posts.get(m.spec.name, 0),
                     "active_seconds": acct["seconds"],
                 }
@@ -378,7 +379,9 @@ class Lab:
             "started_at": self.state.get("created_at"),
             "finished_at": now_iso(),
             "home_task": c.testbed.home,
+            "visible_tasks": list(c.testbed.visible),
             "held_out_tasks": list(c.testbed.held_out),
+            "report_top_k": c.report_top_k,
             "model_pair": list(c.testbed.model_pair),
             "stop_reason": stop_reason,
             "sessions": len(self.state.get("sessions", [])),

@@ -23,6 +23,7 @@ from aar.referee.errors import ApiError
 from aar.referee.executor import Executor, LocalPoolExecutor, NullExecutor
 from aar.referee.forum import Forum
 from aar.referee.ladder import LadderRule
+from aar.referee.release import PublicRelease
 from aar.referee.runs import RunService
 from aar.referee.scoring import DevScorer, ladder_key
 
@@ -56,6 +57,10 @@ class Referee:
             max_files=config.max_tree_files,
             max_tree_bytes=config.max_tree_bytes,
         )
+        rule = LadderRule(
+            alpha=config.ladder_alpha, min_rows=config.ladder_min_rows, jitter=config.ladder_jitter
+        )
+        key = ladder_key(config.data_dir)
         return cls(
             config=config,
             db=db,
@@ -66,13 +71,11 @@ class Referee:
                 data,
                 budget_per_day=config.dev_budget_per_day,
                 task_budget_per_day=config.dev_task_budget_per_day,
-                rule=LadderRule(
-                    alpha=config.ladder_alpha, min_rows=config.ladder_min_rows, jitter=config.ladder_jitter
-                ),
-                key=ladder_key(config.data_dir),
+                rule=rule,
+                key=key,
             ),
             code=code,
-            runs=RunService(config, db, data, code),
+            runs=RunService(config, db, data, code, PublicRelease(rule, key)),
             forum=Forum(db, config),
         )
 

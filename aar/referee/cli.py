@@ -32,19 +32,27 @@ def init_cmd(
     tasks: str = typer.Option(
         None, "--tasks", help="Comma-separated tasks, home first (default: the testbed's)."
     ),
+    visible: str = typer.Option(
+        None,
+        "--visible",
+        help="Comma-separated tasks of --tasks whose public scores researchers see (the rest are held out).",
+    ),
     db: str = typer.Option(None, "--db", help="SQLAlchemy URL (default: SQLite in the data dir)."),
     seeds: int = typer.Option(3, min=1, max=20, help="Seeds per official run (K)."),
     dev_budget: int = typer.Option(200, min=1, help="Dev queries per agent, per task, per day."),
     baselines: bool = typer.Option(True, help="Score the built-in methods for the leaderboard."),
 ) -> None:
     """Build the private data dir: splits, labels, the weak teacher's and the ceiling's predictions."""
+    from aar.referee.datadir import DataDirError
     from aar.referee.setup import initialise
 
     names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
+    shown = [t.strip() for t in visible.split(",") if t.strip()] if visible else []
     try:
         initialise(
             data,
             tasks=names,
+            visible=shown,
             tier="fast" if fast else "default",
             max_rows=max_rows,
             baselines=baselines,
@@ -54,7 +62,7 @@ def init_cmd(
             seeds=seeds,
             dev_budget_per_day=dev_budget,
         )
-    except (KeyError, ValueError) as exc:
+    except (KeyError, ValueError, DataDirError) as exc:
         _fail(str(exc).strip("'\""))
     _err(f"referee data ready in {data}")
 
@@ -174,7 +182,7 @@ def review_cmd(
             _fail("--run needs --verdict verified|rejected and --reason")
         from aar.referee.runs import RunService
 
-        service = RunService(config, database, None, None)  # type: ignore[arg-type]
+        service = RunService(config, database, None, None, None)  # type: ignore[arg-type]
         try:
             r = service.review(None, run, verdict, reason, "cli:review")
         except ApiError as exc:

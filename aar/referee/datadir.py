@@ -2,9 +2,15 @@
 
 Only the referee reads it. It is created 0700 (files 0600) so a sandboxed idea, running as another
 uid, cannot even list it; official runs copy what an idea may see (features, weak soft labels, no
-labels) into a scratch dir outside it. ``export_public`` writes the researcher-visible files: inputs,
-ids, weak soft labels on ``student_train`` and a task card; never a label, a label count or a label
-distribution.
+labels) into a scratch dir outside it. ``export_public`` writes the researcher-visible files of the
+home and visible tasks: inputs and ids of ``student_train`` and ``dev``, the weak soft labels on
+``student_train`` and a task card; never a label, a label count or a label distribution, never the
+texts of ``final`` (an official run's sandbox gets them), and nothing at all of a held-out task.
+
+Roles: ``home`` (the task researchers work on), ``visible`` (secondary tasks from other domains whose
+released public scores researchers see, so they can aim at generalisation) and ``held_out`` (scored
+for every official run, never shown while the campaign runs). ``final`` is stored once, in id order,
+with a ``private`` mask: the idea cannot tell the public items from the private ones.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -19,56 +26,81 @@ from pathlib import Path
 import numpy as np
 
 from aar.atomic import atomic_write
+from aar.contract import AdminTaskCard, ResearcherTaskCard
 from aar.w2s.methods import IdeaContext
 from aar.w2s.pgr import pgr_stats
 from aar.w2s.student import HeadProtocol
 
-PUBLIC_SPLITS = ("student_train", "dev", "final")
+FEATURE_SPLITS = ("student_train", "dev", "final")  # splits whose inputs an idea receives
+EXPORTED_SPLITS = ("student_train", "dev")  # splits whose inputs researchers receive
 TASKS_DIR = "tasks"
+SHOWN_ROLES = ("home", "visible")
 
 
 class DataDirError(RuntimeError):
     """The data dir is missing, incomplete or not private."""
 
 
+class TaskRefused(DataDirError):
+    """A task cannot carry a claim (e.g. its weak teacher does not beat the majority-class rate)."""
+
+
 def init_data_dir(
     data_dir: Path,
     *,
     tasks: list[str] | None = None,
+    visible: Sequence[str] = (),
     tier: str = "default",
     max_rows: int | None = None,
     show_progress: bool = False,
     log=print,
 ) -> list[str]:
-    """Prepare each task with the testbed and store what the referee needs to score it."""
+    """Prepare each task with the testbed and store what the referee needs to score it.
+
+    ``tasks`` lists the home task first, then the others; those also named in ``visible`` are
+    visible secondary tasks, the rest are held out. A task whose weak teacher does not beat the
+    majority-class rate on ``final`` is refused (its PGR would measure nothing), before anything is
+    written for it."""
     from aar.w2s import defaults
-    from aar.w2s.experiment import prepare
+    from aar.w2s.experiment import prepare, teacher_beats_majority
 
     data_dir = Path(data_dir)
+    names = list(tasks or [defaults.HOME_TASK, *defaults.HELD_OUT_TASKS])
+    home = names[0]
+    unknown_visible = [v for v in visible if v not in names[1:]]
+    if unknown_visible:
+        raise DataDirError(f"visible task(s) {', '.join(unknown_visible)} not among the tasks {names}")
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(data_dir, 0o700)
     (data_dir / TASKS_DIR).mkdir(exist_ok=True, mode=0o700)
-    names = tasks or [defaults.HOME_TASK, *defaults.HELD_OUT_TASKS]
-    home = names[0]
     manifest = {"tier": tier, "max_rows": max_rows, "created": time.time(), "home": home, "tasks": {}}
     for name in names:
         start = time.perf_counter()
-        prep = prepare(name, tier, max_rows=max_rows, show_progress=show_progress)
-        role = "home" if name == home else "held_out"
+        role = "home" if name == home else "visible" if name in visible else "held_out"
+        prep = prepare(name, tier, max_rows=max_rows, role=role, show_progress=show_progress)
+        final = prep.splits["final"]
+        ok, weak_acc, majority = teacher_beats_majority(final.labels, prep.weak_probs["final"])
+        if not ok:
+            raise TaskRefused(
+                f"task {name!r}: its weak teacher ({prep.weak_model}) is right on {weak_acc:.3f} of final, "
+                f"not above the majority-class rate {majority:.3f}; a PGR on it would measure nothing. "
+                "Choose another task."
+            )
         tdir = data_dir / TASKS_DIR / name
         tdir.mkdir(exist_ok=True, mode=0o700)
         arrays: dict[str, np.ndarray] = {}
         rows: dict[str, dict] = {}
         for split, sd in prep.splits.items():
             arrays[f"labels_{split}"] = sd.labels.astype(np.int8)
-            rows[split] = {"ids": sd.ids, "texts": sd.texts if split in PUBLIC_SPLITS else []}
-            if split in PUBLIC_SPLITS:
+            rows[split] = {"ids": sd.ids, "texts": sd.texts if split in FEATURE_SPLITS else []}
+            if split in FEATURE_SPLITS:
                 arrays[f"x_{split}"] = sd.strong_x.astype(np.float32)
                 arrays[f"weak_{split}"] = prep.weak_probs[split].astype(np.float64)
-        for split in ("dev", "final"):
-            arrays[f"ceiling_{split}"] = prep.ceiling(split).astype(np.float64)
-        buf = _npz_bytes(arrays)
-        atomic_write(tdir / "arrays.npz", buf, mode=0o600)
+        arrays["ceiling_final"] = prep.ceiling("final").astype(np.float64)
+        if role != "held_out":
+            arrays["ceiling_dev"] = prep.ceiling("dev").astype(np.float64)
+        arrays["private_final"] = np.asarray(prep.final_private_mask(), dtype=bool)
+        atomic_write(tdir / "arrays.npz", _npz_bytes(arrays), mode=0o600)
         meta = {
             "name": name,
             "domain": prep.task.domain,
@@ -82,7 +114,8 @@ def init_data_dir(
         atomic_write(tdir / "meta.json", json.dumps(meta), mode=0o600)
         manifest["tasks"][name] = role
         sizes = ", ".join(f"{s}={len(r['ids'])}" for s, r in rows.items())
-        log(f"{name}: {sizes} ({time.perf_counter() - start:.1f} s)")
+        n_private = int(arrays["private_final"].sum())
+        log(f"{name} ({role}): {sizes} (final: {n_private} private) ({time.perf_counter() - start:.1f} s)")
     atomic_write(data_dir / "manifest.json", json.dumps(manifest, indent=2), mode=0o600)
     return names
 
@@ -119,6 +152,25 @@ class TaskData:
     def ceiling(self, split: str) -> np.ndarray:
         return self.arrays[f"ceiling_{split}"]
 
+    def part_index(self, part: str) -> np.ndarray:
+        """Indices into ``final`` of its public or private part."""
+        mask = self.arrays["private_final"]
+        if part == "private":
+            return np.flatnonzero(mask)
+        if part == "public":
+            return np.flatnonzero(~mask)
+        raise KeyError(f"unknown part {part!r}")
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The parts of ``final`` this task has (held-out tasks: private only)."""
+        return tuple(p for p in ("public", "private") if len(self.part_index(p)))
+
+    @property
+    def shown(self) -> bool:
+        """May researchers see this task at all (its card, dev scores, released public scores)?"""
+        return self.role in SHOWN_ROLES
+
     @cached_property
     def dev_index(self) -> dict[str, int]:
         return {row_id: i for i, row_id in enumerate(self.ids["dev"])}
@@ -129,6 +181,15 @@ class TaskData:
         stats = pgr_stats(
             self.labels("dev"), self.weak("dev"), self.ceiling("dev"), self.weak("dev"), n_boot=500
         )
+        return stats.weak_acc, stats.ceiling_acc, stats.defined
+
+    @cached_property
+    def public_reference(self) -> tuple[float, float, bool]:
+        """(weak acc, ceiling acc, PGR defined) on the public part: the scale official public scores
+        are released on."""
+        i = self.part_index("public")
+        labels, weak = self.labels("final")[i], self.weak("final")[i]
+        stats = pgr_stats(labels, weak, self.ceiling("final")[i], weak, n_boot=500)
         return stats.weak_acc, stats.ceiling_acc, stats.defined
 
     def context(self, split: str, seed: int) -> IdeaContext:
@@ -148,8 +209,7 @@ class TaskData:
             strong_model=self.strong_model,
         )
 
-    def card(self) -> dict:
-        """What researchers may know about the task: no labels, no label counts or rates."""
+    def _card(self) -> dict:
         return {
             "name": self.name,
             "domain": self.domain,
@@ -158,16 +218,27 @@ class TaskData:
             "weak_model": self.weak_model,
             "strong_model": self.strong_model,
             "protocol_c": self.protocol_c,  # the fixed student head's regularisation (ctx.fit_head)
-            "sizes": {s: len(self.ids[s]) for s in PUBLIC_SPLITS},
             "files": {
                 "student_train.jsonl": "{id, text, weak}: weak = the weak teacher's P(label=1)",
                 "dev.jsonl": "{id, text}: score predictions with POST /api/v1/dev/evaluate",
-                "final.jsonl": "{id, text}: scored only by official runs",
             },
             "idea_contract": (
-                "def run(ctx: aar.w2s.methods.IdeaContext) -> probabilities aligned with ctx.test_ids"
+                "def run(ctx: aar.w2s.methods.IdeaContext) -> probabilities aligned with ctx.test_ids "
+                "(official runs: the final inputs, given to the idea inside the referee's sandbox)"
             ),
         }
+
+    def card(self) -> ResearcherTaskCard:
+        """What researchers may know about a home or visible task: no labels, no label counts or
+        rates, no final texts, not even how final divides into public and private."""
+        if not self.shown:
+            raise KeyError(f"{self.name} is held out")
+        return ResearcherTaskCard(**self._card(), sizes={s: len(self.ids[s]) for s in EXPORTED_SPLITS})
+
+    def admin_card(self) -> AdminTaskCard:
+        sizes = {s: len(ids) for s, ids in self.ids.items()}
+        sizes.update({f"final_{p}": len(self.part_index(p)) for p in ("public", "private")})
+        return AdminTaskCard(**self._card(), sizes=sizes)
 
 
 class DataStore:
@@ -193,6 +264,17 @@ class DataStore:
 
     def held_out(self) -> list[str]:
         return [n for n, role in self.manifest["tasks"].items() if role == "held_out"]
+
+    def visible(self) -> list[str]:
+        return [n for n, role in self.manifest["tasks"].items() if role == "visible"]
+
+    def shown(self) -> list[str]:
+        """Tasks researchers may see: the home task first, then the visible ones."""
+        return [self.home, *self.visible()]
+
+    def official_tasks(self) -> list[str]:
+        """Every task an official run is scored on: home, visible, held out."""
+        return [self.home, *[t for t in self.task_names if t != self.home]]
 
     def has(self, name: str) -> bool:
         return name in self.manifest["tasks"]
@@ -221,11 +303,12 @@ class DataStore:
 
 
 def export_public(data_dir: Path, out: Path) -> list[Path]:
-    """Write the researcher-visible files; nothing here is derived from a label."""
+    """Write the researcher-visible files of the home and visible tasks; nothing here is derived
+    from a label, and nothing of ``final`` or of a held-out task is written."""
     store = DataStore(data_dir)
     out = Path(out)
     written: list[Path] = []
-    for name in store.task_names:
+    for name in store.shown():
         task = store.task(name)
         tdir = out / name
         tdir.mkdir(parents=True, exist_ok=True)
@@ -237,10 +320,9 @@ def export_public(data_dir: Path, out: Path) -> list[Path]:
                 handle.write(
                     json.dumps({"id": row_id, "text": text, "weak": round(float(weak[i]), 6)}) + "\n"
                 )
-        for split in ("dev", "final"):
-            with (tdir / f"{split}.jsonl").open("w", encoding="utf-8") as handle:
-                for row_id, text in zip(task.ids[split], task.texts[split], strict=True):
-                    handle.write(json.dumps({"id": row_id, "text": text}) + "\n")
-        (tdir / "card.json").write_text(json.dumps(task.card(), indent=2))
-        written += [tdir / f for f in ("student_train.jsonl", "dev.jsonl", "final.jsonl", "card.json")]
+        with (tdir / "dev.jsonl").open("w", encoding="utf-8") as handle:
+            for row_id, text in zip(task.ids["dev"], task.texts["dev"], strict=True):
+                handle.write(json.dumps({"id": row_id, "text": text}) + "\n")
+        (tdir / "card.json").write_text(task.card().model_dump_json(indent=2))
+        written += [tdir / f for f in ("student_train.jsonl", "dev.jsonl", "card.json")]
     return written

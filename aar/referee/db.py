@@ -96,6 +96,20 @@ class TaskLadder(Base):
     releases: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class PublicLadder(Base):
+    """The official Ladder of a task's public part, shared by everyone: official public scores are
+    released to researchers only when a run significantly beats the best released run (the weak
+    teacher at first), so successive official runs cannot read the public labels either."""
+
+    __tablename__ = "public_ladder"
+    task: Mapped[str] = mapped_column(String(64), primary_key=True)
+    best_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), nullable=True)
+    released_accuracy: Mapped[float] = mapped_column(Float)
+    released_pgr: Mapped[float | None] = mapped_column(Float, nullable=True)
+    queries_since_release: Mapped[int] = mapped_column(Integer, default=0)
+    releases: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class CodePush(Base):
     __tablename__ = "code_pushes"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -122,7 +136,9 @@ class Run(Base):
     day: Mapped[str] = mapped_column(String(10))
     status: Mapped[str] = mapped_column(String(16), default="queued")  # queued running done failed cancelled
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    results: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    results: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # exact, per task and part: admin only
+    # what researchers were told of the public part, per home/visible task (aar.contract.Released)
+    released: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     sandbox: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     is_baseline: Mapped[bool] = mapped_column(Boolean, default=False)
     review_state: Mapped[str] = mapped_column(String(16), default="unreviewed")
@@ -150,6 +166,7 @@ class RunPrediction(Base):
     task: Mapped[str] = mapped_column(String(64))
     seed: Mapped[int] = mapped_column(Integer)
     predictions: Mapped[bytes] = mapped_column(LargeBinary)
+    __table_args__ = (Index("ix_run_predictions_run", "run_id", "task"),)
 
 
 class Post(Base):

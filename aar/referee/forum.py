@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from sqlalchemy import and_, case, func, select, text
 from sqlalchemy.orm import Session
 
-from aar.referee import audit
+from aar.referee import audit, views
 from aar.referee.auth import Identity
 from aar.referee.db import Agent, AuditEntry, Comment, Database, Post, PostCite, Run, Vote, utcnow
 from aar.referee.errors import ApiError
@@ -360,14 +360,16 @@ class Forum:
             ).all()
         )
         cites: dict[int, list[dict]] = {}
-        for post_id, run, name in session.execute(
-            select(PostCite.post_id, Run, Agent.name)
+        cited = session.execute(
+            select(PostCite.post_id, Run)
             .join(Run, Run.id == PostCite.run_id)
-            .join(Agent, Agent.id == Run.agent_id)
             .where(PostCite.post_id.in_(ids))
             .order_by(Run.id)
-        ).all():
-            cites.setdefault(post_id, []).append(cited_numbers(run, name))
+        ).all()
+        if cited:
+            who = views.names(session)
+            for post_id, run in cited:
+                cites.setdefault(post_id, []).append(views.cited_run(run, who))
         return [
             {
                 "id": p.id,
@@ -405,25 +407,3 @@ def _as_dt(value) -> dt.datetime:  # noqa: ANN001
     if isinstance(value, str):
         return dt.datetime.fromisoformat(value)
     return utcnow()
-
-
-def cited_numbers(run: Run, author: str) -> dict:
-    """The numbers a post may show: the referee's own, from the cited run."""
-    per_task = {}
-    for task, r in (run.results or {}).items():
-        per_task[task] = {
-            "role": r.get("role"),
-            "pgr": r.get("pgr"),
-            "pgr_ci": r.get("pgr_ci"),
-            "transfer_acc": r.get("transfer_acc"),
-            "transfer_acc_ci": r.get("transfer_acc_ci"),
-        }
-    return {
-        "run_id": run.id,
-        "author": author,
-        "commit": run.commit,
-        "status": run.status,
-        "review_state": run.review_state,
-        "verified": run.review_state == "verified",
-        "results": per_task,
-    }

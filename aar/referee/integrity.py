@@ -8,7 +8,9 @@ state ``open``), and a human marks the run verified or rejected. Detectors:
   another researcher's release changed (reading which of those rows were right);
 - degenerate predictions: constant, one class only, or a copy of the weak teacher;
 - PGR above 1, or transfer accuracy above the ceiling's CI;
-- a large home vs held-out gap;
+- a large home vs held-out gap (private parts);
+- official-run probing: a run whose final predictions differ from a recent official run's in only a
+  few items (flipping items between runs to read their labels);
 - seed-to-seed nondeterminism (the same seed twice gives different predictions);
 - sandbox violations, time-outs and crashes by signal.
 """
@@ -31,6 +33,8 @@ RELEASES_WATCHED = 5  # other researchers' latest releases whose changed rows th
 RELEASED_OVERLAP = 0.9  # a query whose changed rows lie this much inside them...
 RELEASED_PART = 0.75  # ...and cover at most this part of them (a strict part: undoing all is honest)
 RELEASED_PROBE_THRESHOLD = 5  # such queries in the window that open a flag
+OFFICIAL_WINDOW = 20  # recent official runs (anyone's) a finished run is compared with
+OFFICIAL_FEW_FRACTION = 0.005  # ...and "a few items" apart means at most this part of final (or min_rows)
 
 
 def open_flag(
@@ -188,6 +192,10 @@ def degenerate(preds: np.ndarray, weak: np.ndarray) -> dict | None:
     return None
 
 
+def _parts(res: dict) -> list[tuple[str, dict]]:
+    return [(part, res[part]) for part in ("public", "private") if isinstance(res.get(part), dict)]
+
+
 def run_findings(
     results: dict[str, dict],
     preds: dict[str, np.ndarray],
@@ -196,29 +204,38 @@ def run_findings(
     gap_threshold: float,
     determinism_diff: float | None,
 ) -> list[tuple[str, dict]]:
-    """(kind, evidence) for every suspicious property of a finished official run."""
+    """(kind, evidence) for every suspicious property of a finished official run. ``results`` are
+    per task in the ``aar.contract.TaskResult`` shape (one score per part of final)."""
     out: list[tuple[str, dict]] = []
     for task, res in results.items():
         deg = degenerate(preds[task], weak[task])
         if deg:
             out.append(("degenerate_predictions", {"task": task, **deg}))
-        pgr = res.get("pgr")
-        if pgr is not None and pgr > 1.0:
-            out.append(("pgr_above_one", {"task": task, "pgr": pgr, "pgr_ci": res.get("pgr_ci")}))
-        ceil_hi = (res.get("ceiling_acc_ci") or [None, None])[1]
-        if ceil_hi is not None and res["transfer_acc"] > ceil_hi:
-            out.append(
-                (
-                    "above_ceiling_ci",
-                    {
-                        "task": task,
-                        "transfer_acc": res["transfer_acc"],
-                        "ceiling_acc_ci": res["ceiling_acc_ci"],
-                    },
+        for part, score in _parts(res):
+            pgr = score.get("pgr")
+            if pgr is not None and pgr > 1.0:
+                out.append(
+                    ("pgr_above_one", {"task": task, "part": part, "pgr": pgr, "pgr_ci": score.get("pgr_ci")})
                 )
-            )
-    home_pgr = (results.get(home) or {}).get("pgr")
-    held = [r["pgr"] for t, r in results.items() if t != home and r.get("pgr") is not None]
+            ceil_hi = (score.get("ceiling_acc_ci") or [None, None])[1]
+            if ceil_hi is not None and score["transfer_acc"] > ceil_hi:
+                out.append(
+                    (
+                        "above_ceiling_ci",
+                        {
+                            "task": task,
+                            "part": part,
+                            "transfer_acc": score["transfer_acc"],
+                            "ceiling_acc_ci": score["ceiling_acc_ci"],
+                        },
+                    )
+                )
+    home_pgr = ((results.get(home) or {}).get("private") or {}).get("pgr")
+    held = [
+        r["private"]["pgr"]
+        for r in results.values()
+        if r.get("role") == "held_out" and (r.get("private") or {}).get("pgr") is not None
+    ]
     if home_pgr is not None and held:
         gap = home_pgr - float(np.mean(held))
         if gap > gap_threshold:
@@ -226,7 +243,7 @@ def run_findings(
                 (
                     "home_heldout_gap",
                     {
-                        "home_pgr": home_pgr,
+                        "home_private_pgr": home_pgr,
                         "held_out_mean_pgr": float(np.mean(held)),
                         "gap": gap,
                         "threshold": gap_threshold,
@@ -238,3 +255,51 @@ def run_findings(
             ("nondeterministic", {"task": home, "seed": 0, "max_abs_diff_between_reruns": determinism_diff})
         )
     return out
+
+
+def official_few_items(n: int, min_rows: int) -> int:
+    """Runs whose predictions differ on at most this many of n final items are "a few items" apart."""
+    return max(min_rows, math.ceil(OFFICIAL_FEW_FRACTION * n))
+
+
+def official_probe(session: Session, run_id: int, task: str, preds: np.ndarray, rule) -> dict | None:  # noqa: ANN001
+    """Evidence when this run's predictions on ``task``'s final items differ from a recent official
+    run's (anyone's, baselines included: a coalition splits the flips across tokens) on only a few
+    items but not none: the shape of reading final labels by flipping items between runs. An item
+    differs when any seed's thresholded prediction does; an identical rerun is not a probe."""
+    from aar.referee.db import Run, RunPrediction
+
+    hard = np.atleast_2d(preds) >= 0.5
+    n = hard.shape[1]
+    few = official_few_items(n, rule.min_rows)
+    recent = session.scalars(
+        select(Run.id)
+        .where(Run.status == "done", Run.id != run_id, Run.task == task)
+        .order_by(Run.id.desc())
+        .limit(OFFICIAL_WINDOW)
+    ).all()
+    closest: tuple[int, int] | None = None
+    for other in recent:
+        rows = session.execute(
+            select(RunPrediction.seed, RunPrediction.predictions)
+            .where(RunPrediction.run_id == other, RunPrediction.task == task)
+            .order_by(RunPrediction.seed)
+        ).all()
+        if not rows:
+            continue
+        theirs = np.stack([np.frombuffer(blob, dtype=np.float64) for _, blob in rows]) >= 0.5
+        if theirs.shape[1] != n:
+            continue
+        k = min(len(theirs), len(hard))
+        items = int(np.any(hard[:k] != theirs[:k], axis=0).sum())
+        if closest is None or items < closest[1]:
+            closest = (other, items)
+    if closest is None or not 0 < closest[1] <= few:
+        return None
+    return {
+        "task": task,
+        "compared_run": closest[0],
+        "items_changed": closest[1],
+        "few_items": few,
+        "why": "differs from a recent official run on only a few final items",
+    }

@@ -10,14 +10,15 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 
-from aar.referee import audit, credit, schemas
+from aar import contract
+from aar.referee import audit, credit, schemas, views
 from aar.referee import flags as review_flags
 from aar.referee.auth import Identity
 from aar.referee.codestore import GitError
 from aar.referee.db import Agent, AuditEntry, Run
 from aar.referee.errors import ApiError
 from aar.referee.peer import PEER_UID
-from aar.referee.runs import credited_id, run_view
+from aar.referee.views import credited_id
 
 Id = Annotated[int, Path(ge=1, le=2**62)]
 _bearer = HTTPBearer(auto_error=False, description="the agent's token from `aar referee add-agent`")
@@ -73,9 +74,12 @@ def build_router(ref) -> APIRouter:  # noqa: ANN001 (aar.referee.app.Referee; av
     def me(me: Identity = Depends(who)):
         return {"name": me.name, "is_admin": me.is_admin}
 
-    @r.get("/tasks", response_model=list[schemas.TaskCard])
-    def tasks(_me: Identity = Depends(who)):
-        return [ref.data.task(t).card() for t in ref.data.task_names]
+    @r.get("/tasks", response_model=list[contract.ResearcherTaskCard] | list[contract.AdminTaskCard])
+    def tasks(me: Identity = Depends(who)):
+        """Researchers: the home and visible tasks (held-out tasks are not even listed); admins: all."""
+        if me.is_admin:
+            return [ref.data.task(t).admin_card() for t in ref.data.task_names]
+        return [ref.data.task(t).card() for t in ref.data.shown()]
 
     # -- dev scoring -------------------------------------------------------------------------------
 
@@ -245,26 +249,25 @@ def build_router(ref) -> APIRouter:  # noqa: ANN001 (aar.referee.app.Referee; av
 
     # -- official runs -----------------------------------------------------------------------------
 
-    def _names(session) -> dict[int, str]:
-        return dict(session.execute(select(Agent.id, Agent.name)).all())
+    RunView = contract.ResearcherRun | contract.AdminRun
+    BoardRow = contract.ResearcherLeaderboardRow | contract.AdminLeaderboardRow
 
-    def _view(session, run: Run, names: dict[int, str] | None = None) -> dict:
-        names = names if names is not None else _names(session)
-        return run_view(run, names.get(run.author_id or run.agent_id, "?"), names.get(run.agent_id, "?"))
+    def _view(session, run: Run, me: Identity, names: dict[int, str] | None = None) -> contract.RunView:
+        return views.run_view(run, names if names is not None else views.names(session), admin=me.is_admin)
 
-    @r.post("/runs", response_model=schemas.RunOut, status_code=202)
+    @r.post("/runs", response_model=RunView, status_code=202)
     def create_run(body: schemas.RunIn, request: Request, me: Identity = Depends(who)):
         run = ref.runs.create(me, body.commit, body.idea_path, body.task, request.url.path)
         with ref.db.read() as session:
-            return _view(session, run)
+            return _view(session, session.get(Run, run.id), me)
 
-    @r.get("/runs", response_model=list[schemas.RunOut])
+    @r.get("/runs", response_model=list[RunView])
     def list_runs(
         agent: str | None = Query(None, max_length=64),
         status: Literal["queued", "running", "done", "failed", "cancelled"] | None = None,
         limit: int = Query(50, ge=1, le=500),
         offset: int = Query(0, ge=0, le=10**9),
-        _me: Identity = Depends(who),
+        me: Identity = Depends(who),
     ):
         with ref.db.read() as session:
             q = select(Run).join(Agent, Agent.id == credited_id())
@@ -273,55 +276,30 @@ def build_router(ref) -> APIRouter:  # noqa: ANN001 (aar.referee.app.Referee; av
             if status:
                 q = q.where(Run.status == status)
             rows = session.scalars(q.order_by(Run.id.desc()).limit(limit).offset(offset)).all()
-            names = _names(session)  # once, not per run
-            return [_view(session, run, names) for run in rows]
+            names = views.names(session)  # once, not per run
+            return [_view(session, run, me, names) for run in rows]
 
-    @r.get("/runs/{run_id}", response_model=schemas.RunOut)
-    def get_run(run_id: Id, _me: Identity = Depends(who)):
+    @r.get("/runs/{run_id}", response_model=RunView)
+    def get_run(run_id: Id, me: Identity = Depends(who)):
         with ref.db.read() as session:
             run = session.get(Run, run_id)
             if run is None:
                 raise ApiError(404, f"no run {run_id}")
-            return _view(session, run)
+            return _view(session, run, me)
 
-    @r.delete("/runs/{run_id}", response_model=schemas.RunOut)
+    @r.delete("/runs/{run_id}", response_model=RunView)
     def cancel_run(run_id: Id, request: Request, me: Identity = Depends(who)):
         run = ref.runs.cancel(me, run_id, request.url.path)
         with ref.db.read() as session:
-            return _view(session, run)
+            return _view(session, session.get(Run, run.id), me)
 
-    @r.get("/leaderboard", response_model=list[schemas.LeaderboardRow])
-    def leaderboard(_me: Identity = Depends(who)):
+    @r.get("/leaderboard", response_model=list[BoardRow])
+    def leaderboard(me: Identity = Depends(who)):
+        """Done runs, best first by one rule (aar.contract.rank_key): the highest lower CI bound of
+        the home task's public PGR as you may see it (released for researchers, exact for admins)."""
         with ref.db.read() as session:
-            rows = session.execute(
-                select(Run, Agent.name).join(Agent, Agent.id == credited_id()).where(Run.status == "done")
-            ).all()
-            names = _names(session)
-        out = []
-        for run, name in rows:
-            results = run.results or {}
-            out.append(
-                {
-                    "run_id": run.id,
-                    "author": name,
-                    "submitted_by": names.get(run.agent_id, "?"),
-                    "reproduction": run.author_id is not None and run.author_id != run.agent_id,
-                    "commit": run.commit,
-                    "idea_path": run.idea_path,
-                    "baseline": run.is_baseline,
-                    "review_state": run.review_state,
-                    "home_task": run.task,
-                    "home": results.get(run.task),
-                    "held_out": {t: v for t, v in results.items() if t != run.task},
-                    "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-                }
-            )
-        out.sort(
-            key=lambda row: (
-                -((row["home"] or {}).get("pgr") if (row["home"] or {}).get("pgr") is not None else -1e9)
-            )
-        )
-        return out
+            rows = session.scalars(select(Run).where(Run.status == "done")).all()
+            return views.leaderboard(rows, views.names(session), admin=me.is_admin)
 
     # -- forum -------------------------------------------------------------------------------------
 
@@ -382,11 +360,11 @@ def build_router(ref) -> APIRouter:  # noqa: ANN001 (aar.referee.app.Referee; av
     def close_flag(flag_id: Id, body: schemas.FlagClose, request: Request, me: Identity = Depends(admin)):
         return review_flags.close_flag(ref.db, me, flag_id, body.resolution, request.url.path)
 
-    @r.post("/admin/runs/{run_id}/review", response_model=schemas.RunOut)
+    @r.post("/admin/runs/{run_id}/review", response_model=contract.AdminRun)
     def review_run(run_id: Id, body: schemas.ReviewIn, request: Request, me: Identity = Depends(admin)):
         run = ref.runs.review(me.id, run_id, body.verdict, body.reason, request.url.path)
         with ref.db.read() as session:
-            return _view(session, run)
+            return _view(session, session.get(Run, run.id), me)
 
     @r.get("/admin/audit")
     def audit_log(

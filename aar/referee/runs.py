@@ -1,5 +1,7 @@
-"""Official runs: the referee re-runs a committed idea itself, sandboxed, on ``final`` of the home task
-and of every held-out task, over K seeds, and records transfer accuracy and PGR with CIs per task.
+"""Official runs: the referee re-runs a committed idea itself, sandboxed, on ``final`` of the home task,
+of the visible tasks and of every held-out task, over K seeds, and records PGR with CIs per task and
+per part of final (public, private), each compared with vanilla (``aar.referee.release``). Researchers
+learn only the released public scores; the exact ones are the admins'.
 
 The untrusted code gets a label-free context file (``aar.w2s.idea_runner.save_context``) in a scratch
 dir owned by a dedicated unprivileged uid, outside the private data dir, and runs under
@@ -11,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import shutil
 import sys
@@ -22,7 +23,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 import aar
-from aar.referee import audit, credit, integrity
+from aar.referee import audit, credit, integrity, release
 from aar.referee.auth import Identity
 from aar.referee.codestore import CodeStore
 from aar.referee.config import RefereeConfig
@@ -30,44 +31,38 @@ from aar.referee.datadir import DataStore
 from aar.referee.db import Agent, Database, Flag, Run, RunPrediction, utcnow
 from aar.referee.errors import ApiError
 from aar.referee.scoring import today
+from aar.referee.views import credited_id  # noqa: F401  (re-exported for older imports)
 from aar.w2s.idea_runner import save_context
-from aar.w2s.pgr import pgr_stats
 
 log = logging.getLogger("aar.referee")
 BASELINE_AGENT = "baselines"
 
 
-def _clean(v):
-    if isinstance(v, float) and math.isnan(v):
-        return None
-    if isinstance(v, list | tuple):
-        return [_clean(x) for x in v]
-    return v
-
-
-def score_task(
-    labels: np.ndarray, weak: np.ndarray, ceiling: np.ndarray, preds: np.ndarray, role: str
-) -> dict:
-    stats = pgr_stats(labels, weak, ceiling, preds)
-    d = {k: _clean(v) for k, v in stats.to_dict().items()}
-    d["role"] = role
-    return d
-
-
 class RunService:
-    def __init__(self, config: RefereeConfig, db: Database, data: DataStore, code: CodeStore):
+    def __init__(
+        self,
+        config: RefereeConfig,
+        db: Database,
+        data: DataStore,
+        code: CodeStore,
+        public: release.PublicRelease,
+    ):
         self.config = config
         self.db = db
         self.data = data
         self.code = code
+        self.public = public
+        self._vanilla: dict[str, np.ndarray] = {}
         self.executor = None  # set by the app
         self.load_probe = os.getloadavg  # (1, 5, 15)-minute load; replaceable to simulate a busy host
 
     # -- API side ----------------------------------------------------------------------------------
 
     def create(self, who: Identity, commit: str, idea_path: str, task: str, path: str) -> Run:
-        if not self.data.has(task):
-            raise ApiError(422, f"unknown task {task!r}; tasks: {', '.join(self.data.task_names)}")
+        if task not in self.data.shown():
+            raise ApiError(
+                422, f"official runs are submitted for a task you can see: {', '.join(self.data.shown())}"
+            )
         if idea_path.startswith("/") or ".." in idea_path.split("/") or not idea_path.endswith(".py"):
             raise ApiError(422, "idea_path must be a relative path to a .py file inside the commit")
         full = self.code.resolve(commit)
@@ -232,7 +227,7 @@ class RunService:
                 run.author_id or run.agent_id,  # flags and run time go to the idea's author
                 run.attempts,
             )
-        tasks = [home] + [t for t in self.data.held_out() if t != home]
+        tasks = [home] + [t for t in self.data.official_tasks() if t != home]
         root = self.config.scratch_root / f"run-{run_id}-{uuid.uuid4().hex[:8]}"
         sandbox_log: list[dict] = []
         try:
@@ -265,16 +260,7 @@ class RunService:
                 again, info = self._one(root, code_dir, idea_path, home, 0, tag="rerun")
                 sandbox_log.append(info)
                 determinism = float("nan") if again is None else float(np.abs(again - preds[home][0]).max())
-            results = {}
-            for task in tasks:
-                td = self.data.task(task)
-                results[task] = score_task(
-                    td.labels("final"),
-                    td.weak("final"),
-                    td.ceiling("final"),
-                    preds[task],
-                    "home" if task == home else "held_out",
-                )
+            results = {t: release.score_parts(self.data.task(t), preds[t], self.vanilla(t)) for t in tasks}
             findings = integrity.run_findings(
                 results,
                 preds,
@@ -290,16 +276,11 @@ class RunService:
                 run.sandbox = {"backend": sandbox_log[0]["backend"], "calls": sandbox_log}
                 run.seconds = _seconds(sandbox_log)
                 run.finished_at = utcnow()
-                for task, mat in preds.items():
-                    for seed, row in enumerate(mat):
-                        session.add(
-                            RunPrediction(
-                                run_id=run_id,
-                                task=task,
-                                seed=seed,
-                                predictions=row.astype(np.float64).tobytes(),
-                            )
-                        )
+                _store_predictions(session, run_id, preds)
+                probe = integrity.official_probe(session, run_id, home, preds[home], self.public.rule)
+                if probe is not None:
+                    findings.append(("official_probing", probe))
+                run.released = self._release(session, run_id, preds)
                 for kind, evidence in findings:
                     integrity.open_flag(
                         session,
@@ -492,72 +473,100 @@ class RunService:
 
     # -- baselines ---------------------------------------------------------------------------------
 
+    def _release(self, session, run_id: int, preds: dict[str, np.ndarray]) -> dict:  # noqa: ANN001
+        """What researchers learn of a run: the official Ladder's answer per shown task."""
+        return {
+            t: self.public.release(session, self.data.task(t), run_id, preds[t]) for t in self.data.shown()
+        }
+
+    def vanilla(self, task: str) -> np.ndarray | None:
+        """The vanilla baseline's stored predictions on ``task`` (what every run is compared with)."""
+        if task not in self._vanilla:
+            with self.db.read() as session:
+                run_id = session.scalar(
+                    select(Run.id).where(Run.is_baseline.is_(True), Run.commit == "builtin:vanilla")
+                )
+                found = None if run_id is None else release.run_predictions(session, run_id, task)
+            if found is None:
+                return None
+            self._vanilla[task] = found
+        return self._vanilla[task]
+
     def ensure_baselines(self, methods: list[str] | None = None) -> int:
-        """Score the built-in methods (trusted code, in process) once; they join the leaderboard verified."""
+        """Score the built-in methods (trusted code, in process) once; they join the leaderboard
+        verified, vanilla first (every later run is compared with it), and pass through the official
+        Ladder like any run, so their released public scores set the bar researchers see."""
         from aar.w2s.methods import builtin_methods, resolve_method, validate_predictions
 
         names = methods or [m for m in builtin_methods() if m != "ceiling"]
+        names = sorted(names, key=lambda m: m != "vanilla")
         with self.db.read() as session:
             have = set(session.scalars(select(Run.commit).where(Run.is_baseline.is_(True))).all())
         todo = [m for m in names if f"builtin:{m}" not in have]
         if not todo:
             return 0
         home = self.data.home
-        tasks = [home] + [t for t in self.data.held_out() if t != home]
-        computed = []
-        for method in todo:
-            fn = resolve_method(method)
-            results = {}
-            for task in tasks:
-                td = self.data.task(task)
-                preds = np.stack(
-                    [
-                        validate_predictions(fn(td.context("final", s)), td.ids["final"])
-                        for s in range(self.config.seeds)
-                    ]
-                )
-                results[task] = score_task(
-                    td.labels("final"),
-                    td.weak("final"),
-                    td.ceiling("final"),
-                    preds,
-                    "home" if task == home else "held_out",
-                )
-            computed.append((method, results))
+        tasks = [home] + [t for t in self.data.official_tasks() if t != home]
         with self.db.write() as session:
             agent = session.scalar(select(Agent).where(Agent.name == BASELINE_AGENT))
             if agent is None:
                 agent = Agent(name=BASELINE_AGENT, token_hash=f"!disabled-{uuid.uuid4().hex}", is_admin=False)
                 session.add(agent)
                 session.flush()
-            for method, results in computed:
-                session.add(
-                    Run(
-                        agent_id=agent.id,
-                        commit=f"builtin:{method}",
-                        idea_path=method,
-                        task=home,
-                        seeds=self.config.seeds,
-                        day=today(),
-                        status="done",
-                        results=results,
-                        is_baseline=True,
-                        review_state="verified",
-                        review_reason="built-in baseline",
-                        started_at=utcnow(),
-                        finished_at=utcnow(),
-                        sandbox={"backend": "in-process (trusted built-in)"},
-                    )
+            baseline_agent = agent.id
+        for method in todo:
+            fn = resolve_method(method)
+            preds = {}
+            for task in tasks:
+                td = self.data.task(task)
+                preds[task] = np.stack(
+                    [
+                        validate_predictions(fn(td.context("final", s)), td.ids["final"])
+                        for s in range(self.config.seeds)
+                    ]
                 )
-            audit.record(
-                session,
-                agent_id=None,
-                action="baselines.add",
-                method="-",
-                path="-",
-                detail={"methods": [m for m, _ in computed]},
+            vanilla = {t: (None if method == "vanilla" else self.vanilla(t)) for t in tasks}
+            results = {t: release.score_parts(self.data.task(t), preds[t], vanilla[t]) for t in tasks}
+            with self.db.write() as session:
+                run = Run(
+                    agent_id=baseline_agent,
+                    commit=f"builtin:{method}",
+                    idea_path=method,
+                    task=home,
+                    seeds=self.config.seeds,
+                    day=today(),
+                    status="done",
+                    results=results,
+                    is_baseline=True,
+                    review_state="verified",
+                    review_reason="built-in baseline",
+                    started_at=utcnow(),
+                    finished_at=utcnow(),
+                    sandbox={"backend": "in-process (trusted built-in)"},
+                )
+                session.add(run)
+                session.flush()
+                _store_predictions(session, run.id, preds)
+                run.released = self._release(session, run.id, preds)
+                audit.record(
+                    session,
+                    agent_id=None,
+                    action="baselines.add",
+                    method="-",
+                    path="-",
+                    detail={"methods": [method], "run_id": run.id},
+                )
+        return len(todo)
+
+
+def _store_predictions(session, run_id: int, preds: dict[str, np.ndarray]) -> None:  # noqa: ANN001
+    for task, mat in preds.items():
+        for seed, row in enumerate(mat):
+            session.add(
+                RunPrediction(
+                    run_id=run_id, task=task, seed=seed, predictions=row.astype(np.float64).tobytes()
+                )
             )
-        return len(computed)
 
 
 def _is_root() -> bool:
@@ -590,36 +599,6 @@ def _load_untrusted_npy(path: Path, max_bytes: int) -> np.ndarray:
     if len(data) > max_bytes:
         raise ValueError("predictions file too large")
     return np.load(io.BytesIO(data), allow_pickle=False)
-
-
-def credited_id():
-    """SQL for the agent a run is credited to: its commit's author (older rows: the submitter)."""
-    return func.coalesce(Run.author_id, Run.agent_id)
-
-
-def run_view(run: Run, author: str, submitter: str | None = None) -> dict:
-    """What anyone may see of a run: never the per-seed predictions. ``author`` is credited;
-    ``submitter`` (default: the author) queued it, and a run of someone else's commit is a reproduction."""
-    submitter = submitter or author
-    return {
-        "id": run.id,
-        "author": author,
-        "submitted_by": submitter,
-        "reproduction": submitter != author,
-        "commit": run.commit,
-        "idea_path": run.idea_path,
-        "task": run.task,
-        "seeds": run.seeds,
-        "status": run.status,
-        "error": run.error,
-        "baseline": run.is_baseline,
-        "review_state": run.review_state,
-        "review_reason": run.review_reason,
-        "results": run.results,
-        "created_at": run.created_at.isoformat(),
-        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-        "sandbox_backend": (run.sandbox or {}).get("backend"),
-    }
 
 
 def dumps(obj) -> str:

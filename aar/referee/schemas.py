@@ -1,10 +1,14 @@
-"""Request and response bodies of /api/v1. Inputs are strict (no coercion) and closed (no extra keys)."""
+"""Request and response bodies of /api/v1. Inputs are strict (no coercion) and closed (no extra keys).
+
+Runs, leaderboard rows and task cards are in ``aar.contract`` (one contract, two views)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from aar.contract import Released
 
 Strict = ConfigDict(strict=True, extra="forbid")
 TaskName = Field(min_length=1, max_length=64)
@@ -43,19 +47,6 @@ class Me(BaseModel):
     is_admin: bool
 
 
-class TaskCard(BaseModel):
-    name: str
-    domain: str
-    role: str
-    description: str
-    weak_model: str
-    strong_model: str
-    protocol_c: float
-    sizes: dict[str, int]
-    files: dict[str, str]
-    idea_contract: str
-
-
 class PushedRefOut(BaseModel):
     ref: str
     commit: str
@@ -72,41 +63,6 @@ class RunIn(BaseModel):
     commit: str = Field(min_length=7, max_length=40, pattern=r"^[0-9a-fA-F]+$")
     idea_path: str = Field(min_length=4, max_length=255)
     task: str = TaskName
-
-
-class RunOut(BaseModel):
-    id: int
-    author: str  # credited: who pushed the commit first
-    submitted_by: str
-    reproduction: bool  # submitted by someone other than the author
-    commit: str
-    idea_path: str
-    task: str
-    seeds: int
-    status: str
-    error: str | None
-    baseline: bool
-    review_state: str
-    review_reason: str | None
-    results: dict | None
-    created_at: str
-    finished_at: str | None
-    sandbox_backend: str | None
-
-
-class LeaderboardRow(BaseModel):
-    run_id: int
-    author: str
-    submitted_by: str
-    reproduction: bool
-    commit: str
-    idea_path: str
-    baseline: bool
-    review_state: str
-    home_task: str
-    home: dict | None
-    held_out: dict[str, dict]
-    finished_at: str | None
 
 
 class PostIn(BaseModel):
@@ -128,13 +84,15 @@ class PostPatch(BaseModel):
 
 
 class CitedRun(BaseModel):
+    """A cited run as a post shows it to anyone: the released public numbers only."""
+
     run_id: int
     author: str
     commit: str
     status: str
     review_state: str
     verified: bool
-    results: dict[str, dict]
+    released: dict[str, Released]
 
 
 class PostOut(BaseModel):

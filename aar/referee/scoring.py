@@ -29,6 +29,7 @@ from aar.referee.datadir import DataStore, TaskData
 from aar.referee.db import Database, DevQuery, TaskLadder
 from aar.referee.errors import ApiError
 from aar.referee.ladder import LadderRule, jitter_u, ladder_step, zero_one_loss
+from aar.referee.release import to_pgr
 
 RECENT = 20  # queries (of every researcher on the task) compared against for the flip detector
 KEY_FILE = "ladder.key"
@@ -44,12 +45,6 @@ class DevAnswer:
 
 def today() -> str:
     return dt.datetime.now(dt.UTC).date().isoformat()
-
-
-def to_pgr(acc: float, weak_acc: float, ceiling_acc: float, defined: bool) -> float | None:
-    if not defined or ceiling_acc <= weak_acc:
-        return None
-    return round((acc - weak_acc) / (ceiling_acc - weak_acc), 4)
 
 
 def ladder_key(data_dir: Path) -> bytes:
@@ -85,9 +80,9 @@ class DevScorer:
     def validate(self, task: str, predictions: Mapping[str, float]) -> tuple[TaskData, np.ndarray]:
         """Predictions in dev id order, or a 4xx naming the first problem."""
         if not self.data.has(task):
-            raise ApiError(422, f"unknown task {task!r}; tasks: {', '.join(self.data.task_names)}")
+            raise ApiError(422, f"unknown task {task!r}; tasks: {', '.join(self.data.shown())}")
         data = self.data.task(task)
-        if data.role == "held_out":
+        if not data.shown:
             raise ApiError(403, f"{task!r} is a held-out task: it is never dev-scored")
         index = data.dev_index
         out = np.full(len(index), np.nan)

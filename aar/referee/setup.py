@@ -34,6 +34,7 @@ def initialise(
     data: Path,
     *,
     tasks: list[str] | None = None,
+    visible: Sequence[str] = (),
     tier: str = "default",
     max_rows: int | None = None,
     baselines: bool = True,
@@ -43,7 +44,8 @@ def initialise(
     show_progress: bool = False,
     **config_overrides,
 ) -> dict[str, str]:
-    """Prepare tasks (unless there already and not ``rebuild``), save the config, score baselines,
+    """Prepare tasks (home first; those in ``visible`` are visible secondary tasks, the others held
+    out) unless there already and not ``rebuild``), save the config, score baselines,
     create the admin (token in data/admin.token) and the named ``agents`` (data/tokens/<name>.token;
     a mapping name -> uid also binds each to its sandbox uid, see ``Authenticator.identify_peer``).
     Returns every token it ensured, by name ("admin" included)."""
@@ -52,7 +54,15 @@ def initialise(
 
     data = Path(data)
     if rebuild or not (data / "manifest.json").exists():
-        init_data_dir(data, tasks=tasks, tier=tier, max_rows=max_rows, log=log, show_progress=show_progress)
+        init_data_dir(
+            data,
+            tasks=tasks,
+            visible=visible,
+            tier=tier,
+            max_rows=max_rows,
+            log=log,
+            show_progress=show_progress,
+        )
     config = RefereeConfig.load(data, **config_overrides)
     config.save()
     ref = Referee.build(config)

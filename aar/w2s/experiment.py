@@ -9,7 +9,10 @@
 It also fixes the student protocol (C chosen by CV on weak labels only; see ``aar.w2s.student``).
 
 ``run_method`` then runs an idea once per seed and scores weak, ceiling and students on the same
-items with ``aar.w2s.pgr``.
+items with ``aar.w2s.pgr`` (on all of a split, or on one part of ``final``: public or private).
+
+A held-out task's profile has no ``dev`` split: its ``SplitData`` then has 0-row arrays, and so do
+its weak probabilities and ceiling.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from aar.w2s.features import ExtractionStats, features
 from aar.w2s.methods import IdeaContext, resolve_method, validate_predictions
 from aar.w2s.pgr import PGRResult, pgr_stats
 from aar.w2s.student import HeadProtocol, cv_select_c, fit_logistic, select_protocol
-from aar.w2s.tasks import SPLITS, Task, load_task
+from aar.w2s.tasks import FINAL_PARTS, SPLITS, Task, load_task
 
 TIERS = tuple(defaults.MODEL_PAIRS)
 
@@ -71,6 +74,19 @@ class Prepared:
             true_labels=train.labels.astype(float) if with_true_labels else None,
         )
 
+    def final_private_mask(self) -> np.ndarray:
+        """Boolean mask over ``splits["final"]``: True where the item is in the private part."""
+        return np.array(self.task.final_private_mask(), dtype=bool)
+
+    def part_mask(self, part: str | None) -> np.ndarray:
+        """Mask over ``splits["final"]`` for a part ("public", "private") or all of it (None)."""
+        private = self.final_private_mask()
+        if part is None:
+            return np.ones(len(private), dtype=bool)
+        if part not in FINAL_PARTS:
+            raise KeyError(f"unknown part {part!r}; expected one of {', '.join(FINAL_PARTS)}")
+        return private if part == "private" else ~private
+
     def ceiling(self, split: str) -> np.ndarray:
         if split not in self._ceiling:
             train, test = self.splits["student_train"], self.splits[split]
@@ -92,14 +108,20 @@ def prepare(
     tier: str = "default",
     *,
     max_rows: int | None = None,
+    role: str | None = None,
     weak_model: str | None = None,
     strong_model: str | None = None,
     weak_train_limit: int | None | str = "default",
     show_progress: bool = True,
     feature_fn=features,
 ) -> Prepared:
-    """Load a task, its features under both models, and train the weak teacher once."""
-    task_obj = task if isinstance(task, Task) else load_task(task, max_rows=max_rows)
+    """Load a task, its features under both models, and train the weak teacher once.
+
+    ``role`` picks the split profile (``aar.w2s.tasks.PROFILES``) of a task given by name; a ``Task``
+    object keeps its own fractions. A split may be empty only when its fraction is 0 (a held-out
+    task's ``dev``).
+    """
+    task_obj = task if isinstance(task, Task) else load_task(task, max_rows=max_rows, role=role)
     weak_name, strong_name = model_pair(tier)
     weak_name, strong_name = weak_model or weak_name, strong_model or strong_name
     stats = ExtractionStats()
@@ -111,7 +133,7 @@ def prepare(
     for name in SPLITS:
         rows = task_obj.split(name)
         n = len(rows)
-        if n == 0:
+        if n == 0 and task_obj.fractions.get(name, 1.0) > 0:
             raise ValueError(f"task {task_obj.name!r} has an empty {name} split; use more rows")
         splits[name] = SplitData(
             ids=[r.id for r in rows],
@@ -138,6 +160,20 @@ def prepare(
     return Prepared(task_obj, weak_name, strong_name, splits, weak_probs, protocol, stats)
 
 
+def teacher_beats_majority(labels: np.ndarray, weak_probs: np.ndarray) -> tuple[bool, float, float]:
+    """(weak accuracy > majority-class rate, weak accuracy, majority-class rate) on these items.
+
+    A teacher at or below "always the majority class" teaches nothing a constant would not.
+    """
+    labels = np.asarray(labels).astype(int)
+    if len(labels) == 0:
+        raise ValueError("no items")
+    acc = float(((np.asarray(weak_probs) >= 0.5).astype(int) == labels).mean())
+    positive = float(labels.mean())
+    majority = max(positive, 1.0 - positive)
+    return acc > majority, acc, majority
+
+
 @dataclass
 class ExperimentResult:
     task: str
@@ -145,10 +181,11 @@ class ExperimentResult:
     seeds: int
     split: str
     stats: PGRResult
-    student_probs: np.ndarray  # seeds x items
+    student_probs: np.ndarray  # seeds x items (all of the split, whatever part is scored)
     seconds: float
     weak_model: str
     strong_model: str
+    part: str | None = None  # the part of final that was scored; None: the whole split
 
     def to_json(self) -> dict:
         """The `aar w2s run --json` object."""
@@ -158,6 +195,7 @@ class ExperimentResult:
             "method": self.method,
             "seeds": self.seeds,
             "split": self.split,
+            "part": self.part,
             "weak_model": self.weak_model,
             "strong_model": self.strong_model,
             "weak_acc": s.weak_acc,
@@ -170,6 +208,8 @@ class ExperimentResult:
             "pgr": None if not s.defined else s.pgr,
             "pgr_ci": [None if np.isnan(v) else v for v in s.pgr_ci],
             "gap_ci": list(s.gap_ci),
+            "gap_se": s.gap_se if np.isfinite(s.gap_se) else None,
+            "gap_z": s.gap_z if np.isfinite(s.gap_z) else None,
             "n_test": s.n_items,
             "seconds": round(self.seconds, 3),
         }
@@ -181,12 +221,19 @@ def run_method(
     seeds: int = 3,
     *,
     split: str = "final",
+    part: str | None = None,
     scratch_dir: Path | None = None,
     start_seed: int = 0,
 ) -> ExperimentResult:
-    """Run an idea over ``seeds`` seeds and score it against the weak teacher and the ceiling."""
+    """Run an idea over ``seeds`` seeds and score it against the weak teacher and the ceiling.
+
+    The idea always predicts the whole split; ``part`` ("public", "private") scores only that part
+    of ``final``.
+    """
     if split not in ("dev", "final"):
         raise ValueError("methods are scored on 'dev' or 'final'")
+    if part is not None and split != "final":
+        raise ValueError("only the final split has parts")
     start = time.perf_counter()
     fn = resolve_method(method)
     test = prep.splits[split]
@@ -195,7 +242,10 @@ def run_method(
         ctx = prep.context(split, seed, scratch_dir=scratch_dir, with_true_labels=(method == "ceiling"))
         preds.append(validate_predictions(fn(ctx), test.ids))
     student = np.stack(preds)
-    stats = pgr_stats(test.labels, prep.weak_probs[split], prep.ceiling(split), student)
+    keep = prep.part_mask(part) if split == "final" else np.ones(len(test.ids), dtype=bool)
+    stats = pgr_stats(
+        test.labels[keep], prep.weak_probs[split][keep], prep.ceiling(split)[keep], student[:, keep]
+    )
     return ExperimentResult(
         prep.task.name,
         method,
@@ -206,4 +256,5 @@ def run_method(
         time.perf_counter() - start,
         prep.weak_model,
         prep.strong_model,
+        part,
     )

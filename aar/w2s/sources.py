@@ -35,6 +35,9 @@ from aar.w2s.tasks import (
 BIGBENCH_VERSION = "1.0.0"
 # Bump when a builder changes what rows it produces: cached task files carry the version in their name.
 TASK_FORMAT_VERSION = 2
+# The home task's size: its private part (~2,100 items) gives PGR CI half-widths near 0.10 for vanilla
+# and zeroshot_prior with 3 seeds on the default tier (bench/results/home_size.json).
+HOME_MAX_ROWS = 7000
 BIGBENCH_SHA256 = "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2"
 _BB_PREFIX = f"bigbench-{BIGBENCH_VERSION}/bigbench/benchmark_tasks/"
 
@@ -212,7 +215,7 @@ def _register_builtin() -> None:
             f"reviews/{source}",
             bigbench_binary(path, "positive", "negative"),
             f"Is this sentence from a {source} review positive? (MultiEmo, English, positive vs negative)",
-            4000,
+            HOME_MAX_ROWS if source == "hotels" else 4000,
         )
     add(
         "fever",

@@ -8,6 +8,17 @@ that share a source question (same group) can never straddle two splits.
 Split roles (DESIGN.md): ``weak_train`` (labels; trains the weak teacher, referee only),
 ``student_train`` (inputs + weak soft labels for researchers), ``dev`` (inputs; scored through the
 leak-resistant mechanism), ``final`` (never shown during a campaign; official scores only).
+
+``final`` is cut again, by another hash of the group, into a ``public`` part (whose scores a
+researcher may learn, rounded, through the referee) and a ``private`` part that nobody sees during a
+campaign: the private part carries the headline number, so it gets most of ``final``.
+
+Split profiles, by task role (``PROFILES``). The weak teacher learns from only
+``defaults.WEAK_TRAIN_LIMIT`` (30) labels, so ``weak_train`` needs few rows; the rows go where the
+statistics need them: ``student_train`` (the students' training set, also the ceiling's) and
+``final`` (the CI of PGR shrinks with the square root of the private part's size). A held-out task
+is never shown to researchers: it needs no ``dev`` split and no public part, so all of its ``final``
+is private and half of its rows are in it.
 """
 
 from __future__ import annotations
@@ -20,8 +31,34 @@ from pathlib import Path
 from typing import Literal
 
 SPLITS: tuple[str, ...] = ("weak_train", "student_train", "dev", "final")
+FINAL_PARTS: tuple[str, ...] = ("public", "private")
 DEFAULT_FRACTIONS: dict[str, float] = {"weak_train": 0.25, "student_train": 0.45, "dev": 0.15, "final": 0.15}
-Role = Literal["home", "held_out", "extra"]
+DEFAULT_PRIVATE_FRACTION = 2 / 3
+Role = Literal["home", "visible", "held_out", "extra"]
+
+
+@dataclass(frozen=True)
+class SplitProfile:
+    """How a task's rows are split for one role: split fractions and the private share of ``final``."""
+
+    fractions: dict[str, float]
+    private_fraction: float
+
+
+PROFILES: dict[str, SplitProfile] = {
+    "home": SplitProfile(
+        {"weak_train": 0.05, "student_train": 0.40, "dev": 0.10, "final": 0.45}, DEFAULT_PRIVATE_FRACTION
+    ),
+    "held_out": SplitProfile({"weak_train": 0.20, "student_train": 0.30, "dev": 0.0, "final": 0.50}, 1.0),
+}
+# roles that share a profile: a visible task is split like the home task, and so is an extra one
+_PROFILE_OF_ROLE = {"home": "home", "visible": "home", "extra": "home", "held_out": "held_out"}
+
+
+def profile_for(role: str) -> SplitProfile:
+    if role not in _PROFILE_OF_ROLE:
+        raise KeyError(f"unknown task role {role!r}; expected one of {', '.join(_PROFILE_OF_ROLE)}")
+    return PROFILES[_PROFILE_OF_ROLE[role]]
 
 
 class TaskDataError(ValueError):
@@ -45,6 +82,7 @@ class Task:
     description: str = ""
     split_seed: int = 0
     fractions: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_FRACTIONS))
+    private_fraction: float = DEFAULT_PRIVATE_FRACTION
     _splits: dict[str, list[Row]] | None = field(default=None, repr=False)
 
     @property
@@ -60,6 +98,21 @@ class Task:
 
     def sizes(self) -> dict[str, int]:
         return {name: len(rows) for name, rows in self.splits.items()}
+
+    def final_private_mask(self) -> list[bool]:
+        """True where the row of ``split("final")`` (same order) is in the private part."""
+        return [
+            final_part(self.split_seed, row.group, self.private_fraction) == "private"
+            for row in self.split("final")
+        ]
+
+    def part(self, name: str) -> list[Row]:
+        """The rows of ``final`` in one part, "public" or "private" (in ``split("final")`` order)."""
+        if name not in FINAL_PARTS:
+            raise KeyError(f"unknown part {name!r}; expected one of {', '.join(FINAL_PARTS)}")
+        want = name == "private"
+        rows, mask = self.split("final"), self.final_private_mask()
+        return [row for row, private in zip(rows, mask, strict=True) if private == want]
 
 
 def stable_id(*parts: object) -> str:
@@ -95,6 +148,13 @@ def assign_splits(
         else:  # u == 1.0 up to rounding
             out[SPLITS[-1]].append(row)
     return out
+
+
+def final_part(seed: int, group: str, private_fraction: float) -> str:
+    """The part of ``final`` a group belongs to, by a hash salted apart from ``assign_splits``'s (so the
+    cut is independent of the split cut); groups never straddle parts."""
+    u = _unit_hash(seed + 104729, "final-part\x1f" + group)
+    return "private" if u < private_fraction else "public"
 
 
 def subsample_groups(rows: Sequence[Row], max_rows: int | None, seed: int = 0) -> list[Row]:
@@ -250,9 +310,13 @@ def get_spec(name: str) -> TaskSpec:
     return _REGISTRY[name]
 
 
-def load_task(name: str, max_rows: int | None = None) -> Task:
-    """Load a registered task; ``max_rows`` takes a deterministic group-preserving subset."""
+def load_task(name: str, max_rows: int | None = None, role: str | None = None) -> Task:
+    """Load a registered task; ``max_rows`` takes a deterministic group-preserving subset.
+
+    The split profile is ``role``'s ("visible" is split like "home"), or the spec's role's when None.
+    """
     spec = get_spec(name)
+    profile = profile_for(role or spec.role)
     rows = spec.build()
     limit = max_rows if max_rows is not None else spec.max_rows
     if max_rows is not None and spec.max_rows is not None:
@@ -262,9 +326,11 @@ def load_task(name: str, max_rows: int | None = None) -> Task:
         name=spec.name,
         domain=spec.domain,
         rows=rows,
-        role=spec.role,
+        role=role or spec.role,  # type: ignore[arg-type]
         description=spec.description,
         split_seed=spec.split_seed,
+        fractions=dict(profile.fractions),
+        private_fraction=profile.private_fraction,
     )
 
 

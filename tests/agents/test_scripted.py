@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from aar.agents import ideas
-from aar.agents.backends.scripted import Result, ScriptedBackend, research
+from aar.agents.backends.scripted import Result, ScriptedBackend, research, score
 from aar.w2s.methods import IdeaContext, load_idea_file, validate_predictions
 from aar.w2s.student import HeadProtocol
 
@@ -48,27 +48,60 @@ def test_every_family_renders_to_a_valid_idea(tmp_path: Path) -> None:
         assert ideas.key(ideas.mutate(rng, cfg)) != ideas.key(cfg) or family == "hard"
 
 
-def _drive(seed: int, direction: str, n: int) -> list[tuple[str, str]]:
-    """The first n calls of the policy against a fixed world (every dev result 'improved')."""
-    policy = research(seed, direction)
+HOME, VIS = "home_task", "visible_task"
+TASKS = [{"name": HOME, "role": "home"}, {"name": VIS, "role": "visible"}]
+
+
+def rel(pgr, improved: bool) -> dict:
+    return {"pgr": pgr if improved else None, "pgr_ci": None, "improved": improved, "best_pgr": pgr}
+
+
+def _world(tasks: list[dict]):
+    """A fixed world: the i-th call's answer (dev improves on every third query, official runs finish
+    at once with a released home gain on even run ids and a visible gain on multiples of 4)."""
+
+    def answer(i: int, call) -> object:
+        if call.name == "dev_evaluate":
+            task = call.args.get("task", HOME)
+            return {"task": task, "pgr": 0.5, "improved": i % 3 == 0, "queries_left": 150}
+        if call.name == "run_status" and "run_id" not in call.args:
+            return [
+                {
+                    "run_id": r,
+                    "task": HOME,
+                    "status": "done",
+                    "released": {HOME: rel(0.4, r % 2 == 0), VIS: rel(0.3, r % 4 == 0)},
+                }
+                for r in range(i)
+            ]
+        return {
+            "code_push": {"commit": "a" * 40},
+            "submit_run": {"run_id": i},
+            "tasks": tasks,
+            "leaderboard": [],
+            "forum_search": {"posts": []},
+        }.get(call.name, "ok")
+
+    return answer
+
+
+def _run(seed: int, direction: str, n: int, tasks: list[dict] = TASKS) -> list:
+    """The first n calls of the policy against the fixed world."""
+    policy, answer = research(seed, direction), _world(tasks)
     call = next(policy)
     out = []
     for i in range(n):
-        out.append((call.name, json.dumps(call.args, sort_keys=True)))
-        data = {
-            "dev_evaluate": {"pgr": 0.5, "improved": i % 3 == 0, "queries_left": 150},
-            "code_push": {"commit": "a" * 40},
-            "submit_run": {"run_id": i},
-            "leaderboard": [],
-            "run_status": [],
-            "forum_search": {"posts": []},
-        }.get(call.name, "ok")
-        call = policy.send(Result(json.dumps(data), False))
+        out.append(call)
+        call = policy.send(Result(json.dumps(answer(i, call)), False))
     return out
 
 
+def _drive(seed: int, direction: str, n: int, tasks: list[dict] = TASKS) -> list[tuple[str, str]]:
+    return [(c.name, json.dumps(c.args, sort_keys=True)) for c in _run(seed, direction, n, tasks)]
+
+
 def test_deterministic_for_a_seed_and_diverse_across_seeds() -> None:
-    a, b, c = _drive(1, "confidence", 60), _drive(1, "confidence", 60), _drive(2, "confidence", 60)
+    a, b, c = _drive(1, "confidence", 120), _drive(1, "confidence", 120), _drive(2, "confidence", 120)
     assert a == b and a != c
     families = [
         json.loads(args)["path"].split("/")[1].rsplit("_", 1)[0]
@@ -79,15 +112,86 @@ def test_deterministic_for_a_seed_and_diverse_across_seeds() -> None:
     assert sum(f in preferred for f in families) > len(families) / 2  # mostly its own direction
     assert len(set(families)) >= 3  # but not only
     names = [n for n, _ in a]
-    for step in ("notebook", "leaderboard", "dev_evaluate", "code_push", "submit_run"):
+    for step in ("notebook", "tasks", "leaderboard", "dev_evaluate", "code_push", "submit_run"):
         assert step in names
+
+
+def test_score_puts_generalisation_first() -> None:
+    tasks = [HOME, VIS]
+    home_only = {HOME: (True, 0.9), VIS: (False, None)}
+    both = {HOME: (True, 0.3), VIS: (True, 0.2)}
+    both_better = {HOME: (True, 0.25), VIS: (True, 0.4)}
+    assert score(home_only, tasks) == (1, 0.9)
+    assert score(both, tasks) == (2, 0.2) and score(both_better, tasks) == (2, 0.25)
+    assert sorted([home_only, both, both_better], key=lambda e: score(e, tasks), reverse=True) == [
+        both_better,
+        both,
+        home_only,
+    ]
+    assert score({HOME: (False, None), VIS: (False, None)}, tasks) is None  # no evidence of anything
+    assert score({HOME: (True, None)}, tasks) == (1, float("-inf"))  # improved, PGR undefined there
+    assert score({"held_out_task": (True, 0.9)}, tasks) is None  # only tasks I can see count
+
+
+def test_checks_home_gains_on_the_visible_tasks_and_quotes_released_numbers_only() -> None:
+    calls = _run(3, "confidence", 150)
+    devs = [c for c in calls if c.name == "dev_evaluate"]
+    assert devs[0].args == {"idea_path": "ideas/vanilla.py"}  # the home ladder's anchor
+    assert devs[1].args == {"idea_path": "ideas/vanilla.py", "task": VIS}  # and the visible one's
+    # after the anchors, a visible task is tried right after a home query that improved, never alone
+    for prev, cur in zip(devs[2:], devs[3:], strict=False):
+        if cur.args.get("task") == VIS:
+            assert prev.args.get("task") is None and prev.args["idea_path"] == cur.args["idea_path"]
+    assert any(c.args.get("task") == VIS for c in devs[2:])
+    results = [c for c in calls if c.name == "forum_post" and c.args["kind"] == "result"]
+    assert results, [c.name for c in calls]
+    for post in results:
+        body = post.args["body"]
+        assert post.args["cites"] and "transfer" not in body and "private" not in body
+        assert f"- {HOME}: " in body and f"- {VIS}: " in body
+    assert any("a new best" in p.args["body"] for p in results)
+
+
+def test_mutates_what_improved_on_every_task() -> None:
+    """The forum reports two ideas with released official scores: one moved home only, one moved home
+    and the visible task. Nothing of mine improves; the researcher must build on the general one."""
+    general = {"family": "knn", "params": {"alpha": 0.5, "hard": True, "k": 10}}
+    narrow = {"family": "bootstrap", "params": {"keep_frac": 0.5, "rounds": 2}}
+
+    def post(cfg: dict, vis: bool) -> dict:
+        run = {"released": {HOME: rel(0.6, True), VIS: rel(0.4, vis)}, "verified": False}
+        return {"body": f"config: {json.dumps(cfg)}", "cited_runs": {"1": run}}
+
+    world = _world(TASKS)
+    policy = research(0, "confidence")
+    call = next(policy)
+    for i in range(400):
+        answer = world(i, call)
+        if call.name == "forum_search":
+            answer = {"posts": [post(narrow, False), post(general, True)]}
+        if call.name == "dev_evaluate":
+            answer = {"task": call.args.get("task", HOME), "pgr": 0.1, "improved": False, "queries_left": 99}
+        call = policy.send(Result(json.dumps(answer), False))
+        if call.name == "write_file" and call.args["path"] != "ideas/vanilla.py":
+            cfg = ideas.parse_config(call.args["content"])
+            if cfg["family"] == "knn" and cfg["params"].keys() == general["params"].keys():
+                if sum(cfg["params"][k] != v for k, v in general["params"].items()) == 1:
+                    return  # a one-parameter mutation of the idea that generalised
+    raise AssertionError("never mutated the idea that improved on every task")
+
+
+def test_home_only_campaign() -> None:
+    calls = _run(1, "self-training", 80, tasks=[{"name": HOME, "role": "home"}])
+    devs = [c for c in calls if c.name == "dev_evaluate"]
+    assert devs and all("task" not in c.args for c in devs)
+    assert any(c.name == "submit_run" for c in calls)
 
 
 def test_backend_replays_history_to_the_next_call() -> None:
     backend = ScriptedBackend(seed=5, direction="neighbours")
     messages = [{"role": "user", "content": [{"type": "text", "text": "go"}]}]
     names = []
-    for _ in range(6):
+    for _ in range(7):
         out = backend.complete("s", messages, [])
         block = out.tool_uses[0]
         names.append(block["name"])
@@ -105,6 +209,6 @@ def test_backend_replays_history_to_the_next_call() -> None:
                 ],
             },
         ]
-    assert names[:4] == ["notebook", "leaderboard", "write_file", "dev_evaluate"]
+    assert names[:5] == ["notebook", "tasks", "leaderboard", "write_file", "dev_evaluate"]
     again = ScriptedBackend(seed=5, direction="neighbours").complete("s", messages, [])
     assert again.tool_uses[0]["input"] == backend.complete("s", messages, []).tool_uses[0]["input"]

@@ -12,6 +12,7 @@ from aar.agents.backends.base import RetryPolicy
 from aar.agents.factory import Settings, build
 from aar.agents.loop import LoopConfig
 from aar.agents.prices import Usage
+from tests.agents.conftest import HELD_TASK
 from tests.agents.fake_llm import FakeModel
 
 IDEA = """import numpy as np
@@ -77,7 +78,7 @@ def steps(body: dict, _turn: int) -> list[dict]:
                 "title": "confident margin 0.2",
                 "kind": "result",
                 "cites": [data["run_id"]],
-                "body": f"home PGR {data['results']}",
+                "body": f"released {data['released']}",
             },
         )
     if n == 7:
@@ -132,7 +133,8 @@ def test_session_through_real_clients(
     ):
         assert not results[name]["is_error"], (name, results[name]["content"][:500])
     status = json.loads(results["run_status"]["content"])
-    assert status["status"] == "done" and "sentiment_hotels" in status["results"], status["error"]
+    assert status["status"] == "done" and "sentiment_hotels" in status["released"], status["error"]
+    assert "results" not in status and HELD_TASK not in json.dumps(status)  # held out: never shown
     with referee.client(token) as http:
         runs = http.get("/runs", params={"agent": agent_name}).json()
         posts = http.get("/posts", params={"author": agent_name}).json()["items"]
@@ -142,6 +144,7 @@ def test_session_through_real_clients(
     first = fake.requests[-1]["body"]
     system = first["system"][0]["text"] if backend == "anthropic" else first["messages"][0]["content"]
     assert "sentiment_hotels" in system and "confidence" in system
+    assert HELD_TASK not in system  # the held-out task is not even named
     # costs: tokens and dollars recorded == the fake server's usage fields x the price table, exactly
     usage = [r for r in records if r["type"] == "usage"]
     assert len(usage) == fake.turns == 9 and len(fake.requests) == 10

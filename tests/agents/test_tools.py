@@ -16,7 +16,7 @@ from aar.agents.mcp_server import build_server
 from aar.agents.prices import PriceTable, Usage
 from aar.agents.referee import RefereeClient
 from aar.agents.runner import LocalRunner
-from aar.agents.tools import TOOLS, Toolbox, ToolContext
+from aar.agents.tools import TOOLS, Toolbox, ToolContext, leaderboard_rows, run_brief
 from aar.agents.transcript import Transcript
 
 EXPECTED = {
@@ -33,6 +33,7 @@ EXPECTED = {
     "submit_run",
     "run_status",
     "leaderboard",
+    "tasks",
     "notebook",
 }
 
@@ -188,3 +189,170 @@ def test_transcript_redacts_secrets_from_the_environment(tmp_path, monkeypatch) 
     assert len(Transcript(tmp_path / "t.jsonl").records()) == 1
     assert json.loads((tmp_path / "t.jsonl").read_text().splitlines()[0])["type"] == "message"
     assert os.stat(tmp_path / "t.jsonl").st_mode & 0o077 == 0
+
+
+# -- what the tools show of runs: the released public score, whoever's token asks ---------------------
+
+HOME, VIS, HELD = "sentiment_hotels", "amazon_polarity", "fever"
+SECRET = 0.8123  # an exact public number: never shown
+PRIVATE = 0.4567  # the private part: never shown
+
+
+def released(pgr, improved=True, best=None) -> dict:
+    ci = None if pgr is None else [round(pgr - 0.05, 2), round(pgr + 0.05, 2)]
+    return {"pgr": pgr, "pgr_ci": ci, "improved": improved, "best_pgr": best or pgr, "resolution": 0.01}
+
+
+def part(pgr: float) -> dict:
+    return {
+        "pgr": pgr,
+        "pgr_ci": [pgr - 0.1, pgr + 0.1],
+        "transfer_acc": 0.777,
+        "weak_acc": 0.7,
+        "ceiling_acc": 0.9,
+        "gap": 0.2,
+        "transfer_seed_std": 0.0321,
+        "n_items": 100,
+        "n_seeds": 2,
+    }
+
+
+def admin_run(run_id: int, rel: dict, **kw) -> dict:
+    """A run as an admin token receives it: exact results of every task beside the released part."""
+    return {
+        "id": run_id,
+        "author": "alice",
+        "submitted_by": "alice",
+        "reproduction": False,
+        "commit": f"{run_id:040x}",
+        "idea_path": f"ideas/i{run_id}.py",
+        "task": HOME,
+        "seeds": 2,
+        "status": "done",
+        "error": None,
+        "baseline": False,
+        "review_state": "unreviewed",
+        "review_reason": None,
+        "created_at": "2026-01-01T00:00:00",
+        "finished_at": "2026-01-01T00:10:00",
+        "sandbox_backend": "bwrap",
+        "view": "admin",
+        "released": rel,
+        "results": {
+            HOME: {"role": "home", "public": part(SECRET), "private": part(PRIVATE)},
+            VIS: {"role": "visible", "public": part(SECRET), "private": part(PRIVATE)},
+            HELD: {"role": "held_out", "private": part(PRIVATE)},
+        },
+        **kw,
+    }
+
+
+class FakeReferee:
+    """An admin token's view of a referee: every task listed, exact numbers on every run."""
+
+    def __init__(self, runs: list[dict]):
+        self._runs, self.dev_calls = runs, []
+
+    def tasks(self) -> list[dict]:
+        sizes = {"student_train": 10, "dev": 5, "final_public": 3, "final_private": 4}
+        return [
+            {"name": HELD, "role": "held_out", "domain": "facts", "description": "h", "sizes": sizes},
+            {"name": VIS, "role": "visible", "domain": "reviews", "description": "v", "sizes": sizes},
+            {"name": HOME, "role": "home", "domain": "hotels", "description": "x", "sizes": sizes},
+        ]
+
+    def me(self) -> dict:
+        return {"name": "alice"}
+
+    def runs(self, agent=None, limit=100) -> list[dict]:
+        return self._runs[:limit]
+
+    def run(self, run_id: int) -> dict:
+        return next(r for r in self._runs if r["id"] == run_id)
+
+    def leaderboard(self) -> list[dict]:
+        # ranked by the exact public score (an admin's order): 3 first although nothing was released
+        return [{**r, "rank": i} for i, r in enumerate(sorted(self._runs, key=lambda r: -r["id"]), start=1)]
+
+    def dev_evaluate(self, task, predictions) -> dict:
+        self.dev_calls.append(task)
+        return {"task": task, "pgr": 0.3, "improved": True, "queries_left": 9}
+
+    def search_posts(self, q=None, kind=None, author=None, limit=10) -> dict:
+        cite = {"run_id": 1, "author": "alice", "commit": "a" * 40, "status": "done"}
+        cite |= {"review_state": "unreviewed", "verified": False, "released": self._runs[0]["released"]}
+        cite["results"] = self._runs[0]["results"]  # an older referee's extra field: never shown
+        post = {"id": 1, "author": "alice", "kind": "result", "title": "t", "tags": [], "score": 0}
+        return {"total": 1, "items": [post | {"created_at": "2026", "body": "b", "cites": [cite]}]}
+
+
+def _no_hidden_numbers(text: str) -> None:
+    for hidden in (str(SECRET), str(PRIVATE), "0.777", "0.0321", HELD, "transfer", "private", "results"):
+        assert hidden not in text, hidden
+
+
+@pytest.fixture
+def admin_box(tmp_path) -> tuple[Toolbox, FakeReferee]:
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "scratch").mkdir()
+    held_released = {HELD: released(0.99)}  # a referee bug: a held-out task in `released`
+    runs = [
+        admin_run(1, {HOME: released(0.41), VIS: released(None, False, 0.5), **held_released}),
+        admin_run(2, {HOME: released(0.52, best=0.52), VIS: released(0.33)}),
+        admin_run(3, {HOME: released(None, False, 0.52), VIS: released(None, False, 0.33)}),
+    ]
+    fake = FakeReferee(runs)
+    ctx = ToolContext(runner=LocalRunner(tmp_path / "ws", tmp_path / "scratch"), referee=fake)  # type: ignore[arg-type]
+    return Toolbox(ctx), fake
+
+
+def test_run_tools_show_only_released_numbers_even_to_an_admin_token(admin_box) -> None:
+    box, _fake = admin_box
+    one = box.call("run_status", {"run_id": 1})
+    assert not one.is_error, one.content
+    _no_hidden_numbers(one.content)
+    assert one.data["released"] == {
+        HOME: {"pgr": 0.41, "pgr_ci": [0.36, 0.46], "improved": True, "best_pgr": 0.41},
+        VIS: {"pgr": None, "pgr_ci": None, "improved": False, "best_pgr": 0.5},
+    }
+    mine = box.call("run_status", {})
+    assert [r["run_id"] for r in mine.data] == [1, 2, 3]
+    _no_hidden_numbers(mine.content)
+    board = box.call("leaderboard", {})
+    _no_hidden_numbers(board.content)
+    # re-ranked by the released numbers (contract.rank_key): run 3 released nothing, so it is last
+    assert [(r["rank"], r["run_id"]) for r in board.data] == [(1, 2), (2, 1), (3, 3)]
+    found = box.call("forum_search", {})
+    _no_hidden_numbers(found.content)
+    assert found.data["posts"][0]["cited_runs"][1]["released"][HOME]["pgr"] == 0.41
+    for tool in ("run_status", "leaderboard", "forum_search"):
+        text = next(t for t in TOOLS if t.name == tool).description
+        assert "released" in text, tool
+
+
+def test_tasks_lists_home_then_visible_with_public_sizes_only(admin_box) -> None:
+    box, _fake = admin_box
+    out = box.call("tasks", {})
+    assert [(t["name"], t["role"]) for t in out.data] == [(HOME, "home"), (VIS, "visible")]
+    assert all(t["sizes"] == {"student_train": 10, "dev": 5} for t in out.data)
+    _no_hidden_numbers(out.content)
+
+
+def test_dev_evaluate_takes_home_and_visible_tasks_only(admin_box, tmp_path) -> None:
+    box, fake = admin_box
+    (tmp_path / "ws" / "p.json").write_text(json.dumps({"a": 0.5}))
+    assert not box.call("dev_evaluate", {"predictions_path": "p.json"}).is_error
+    assert not box.call("dev_evaluate", {"predictions_path": "p.json", "task": VIS}).is_error
+    held = box.call("dev_evaluate", {"predictions_path": "p.json", "task": HELD})
+    assert held.is_error and "home task and the visible tasks only" in held.content
+    assert fake.dev_calls == [HOME, VIS]
+
+
+def test_briefs_read_both_views_and_drop_unknown_tasks() -> None:
+    run = admin_run(7, {HOME: released(0.2), HELD: released(0.9)})
+    brief = run_brief(run, [HOME, VIS])
+    assert set(brief["released"]) == {HOME} and "results" not in brief
+    researcher = {k: v for k, v in run.items() if k != "results"} | {"view": "researcher"}
+    assert run_brief(researcher, [HOME])["released"] == brief["released"]
+    rows = leaderboard_rows([run, {"id": 8, "junk": True}], 10, [HOME])
+    assert [r["run_id"] for r in rows] == [7]  # a row outside the contract is left out, not half-read

@@ -68,6 +68,14 @@ def test_researcher_budget_overrides_keep_zero() -> None:
         ({"name": "x", "defaults": {"backend": "gpt"}}, "defaults.backend: Input should be"),
         ({"name": "x", "testbed": {"held_out": ["sentiment_hotels"]}}, "also listed in held_out"),
         ({"name": "x", "researchers": [{"budget": {"minutes": -1}}]}, "researchers.0.budget.minutes"),
+        (
+            {"name": "x", "testbed": {"visible": ["nope"]}},
+            "testbed.visible: Value error, unknown task 'nope'",
+        ),
+        ({"name": "x", "testbed": {"visible": ["sentiment_hotels"]}}, "also listed in visible"),
+        ({"name": "x", "testbed": {"visible": ["fever", "fever"]}}, "visible lists a task twice"),
+        ({"name": "x", "testbed": {"visible": ["parentheses"]}}, "both held out and visible: parentheses"),
+        ({"name": "x", "report_top_k": 0}, "report_top_k: Input should be greater than or equal to 1"),
     ],
 )
 def test_errors_name_the_field(data: dict, needle: str) -> None:
@@ -130,3 +138,53 @@ def test_demo_keeps_a_finished_demo_aside_and_resumes_an_unfinished_one(tmp_path
     cli.demo(None, None, out)  # finished earlier: kept under another name, a new demo starts
     kept = tmp_path / "demo-2026-01-01T000000+0000"
     assert started == [out, out] and (kept / "lab.json").exists() and not out.exists()
+
+
+def test_visible_tasks_and_report_top_k() -> None:
+    c = parse({"name": "x", "testbed": {"visible": ["fever"]}, "report_top_k": 3})
+    assert c.testbed.tasks == ["sentiment_hotels", "parentheses", "epistemic", "fever"]  # home first
+    assert c.report_top_k == 3
+    d = parse({"name": "x"})
+    assert d.testbed.visible == [] and d.report_top_k == 5
+
+
+def test_an_empty_visible_keeps_the_fingerprint_of_older_campaigns() -> None:
+    import hashlib
+
+    import yaml
+
+    from aar.lab.campaign import fingerprint
+
+    c = parse({"name": "x"})
+    old_testbed = {k: v for k, v in c.testbed.model_dump().items() if k != "visible"}
+    old = yaml.safe_dump({"testbed": old_testbed, "seeds": c.referee.seeds}, sort_keys=True)
+    assert fingerprint(c) == hashlib.sha256(old.encode()).hexdigest()[:16]
+    assert fingerprint(parse({"name": "x", "testbed": {"visible": ["fever"]}})) != fingerprint(c)
+
+
+def test_the_lab_passes_visible_to_the_referee_and_the_snapshot(tmp_path: Path, monkeypatch) -> None:
+    import aar.referee.datadir
+    import aar.referee.setup
+    from aar.lab.runner import Lab
+
+    seen: dict = {}
+
+    def fake_initialise(data, **kw):  # noqa: ANN001, ANN202
+        seen.update(kw)
+        return {"admin": "t"}
+
+    monkeypatch.setattr(aar.referee.setup, "initialise", fake_initialise)
+    monkeypatch.setattr(aar.referee.datadir, "export_public", lambda data, public: public.mkdir())
+    c = parse(
+        {"name": "x", "testbed": {"visible": ["fever"], "held_out": ["parentheses"]}, "report_top_k": 2}
+    )
+    lab = Lab(c, tmp_path / "x")
+    lab.dir.create()
+    monkeypatch.setattr(lab, "_uid", lambda name: None)
+    lab._setup_referee()
+    assert seen["tasks"] == ["sentiment_hotels", "parentheses", "fever"] and list(seen["visible"]) == [
+        "fever"
+    ]
+    snap = lab._snapshot("budget")
+    assert snap["visible_tasks"] == ["fever"] and snap["held_out_tasks"] == ["parentheses"]
+    assert snap["report_top_k"] == 2 and snap["runs"] == []

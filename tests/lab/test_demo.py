@@ -1,6 +1,6 @@
 """The demo campaign's acceptance (slow: about 5 minutes on a warm feature cache, 10 on a cold one):
-`aar demo` ends with a leaderboard, a report whose best official home-task PGR CI lies above vanilla's
-with the held-out PGRs beside it, and summary.json in the documented shape."""
+`aar demo` ends with a leaderboard, a report whose best official run's public home-task PGR CI lies
+above vanilla's with its private and held-out PGRs beside it, and summary.json in the documented shape."""
 
 from __future__ import annotations
 
@@ -21,14 +21,16 @@ def test_demo_beats_vanilla_with_held_out_pgr_beside_it(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr[-3000:]
     assert "official leaderboard" in r.stdout and "report:" in r.stderr and "dashboard" in r.stderr
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary) == {"leaderboard", "baselines"}
-    row_keys = {"author", "commit", "task", "pgr", "pgr_ci", "held_out", "review"}
+    keys = {"k", "alpha", "leaderboard", "baselines", "vanilla", "top_k", "confirmed", "headline"}
+    assert set(summary) == keys
+    row_keys = {"rank", "run_id", "author", "commit", "idea_path", "task", "public", "private", "drop"}
+    row_keys |= {"visible", "held_out", "review"}
     assert summary["leaderboard"] and all(set(row) == row_keys for row in summary["leaderboard"])
-    vanilla = summary["baselines"]["vanilla"]
-    defined = [row for row in summary["leaderboard"] if row["pgr_ci"][0] is not None]
-    best = max(defined, key=lambda row: row["pgr_ci"][0])
-    assert best["pgr_ci"][0] > vanilla["pgr_ci"][1]  # the whole CI above vanilla's whole CI
-    assert set(best["held_out"]) == {"parentheses", "epistemic"}
+    vanilla = summary["vanilla"]
+    top = summary["top_k"][0]  # the best by the one rule: highest public lower bound
+    assert top["public"]["ci"][0] > vanilla["public"]["ci"][1]  # the whole CI above vanilla's whole CI
+    assert set(top["held_out"]) == {"parentheses", "epistemic"}
+    assert summary["confirmed"] == (summary["headline"] is not None)
     report = (out / "report.md").read_text()
-    assert "CI above vanilla's CI: yes" in report
-    assert "parentheses PGR" in report and "epistemic PGR" in report  # held-out beside home in the table
+    assert "## Headline" in report and ("best confirmed run:" in report or "no run was confirmed" in report)
+    assert "parentheses PGR [CI]" in report and "epistemic PGR [CI]" in report  # held-out beside home

@@ -15,15 +15,18 @@ from aar.referee.auth import add_agent
 from aar.referee.config import RefereeConfig
 from aar.referee.datadir import init_data_dir
 
-HOME, HELD = "sentiment_hotels", "fever"
+HOME, HELD, VISIBLE = "sentiment_hotels", "parentheses", "sentiment_products"
 _counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
-    """sentiment_hotels (home) and fever (held out), 1500 rows each: dev ~220 items, PGR defined on dev."""
+    """sentiment_hotels (home), parentheses (held out) and sentiment_products (visible), 1500 rows
+    each at most: home dev ~170 items, PGR defined on dev."""
     d = tmp_path_factory.mktemp("referee") / "data"
-    init_data_dir(d, tasks=[HOME, HELD], tier="fast", max_rows=1500, log=lambda *_a: None)
+    init_data_dir(
+        d, tasks=[HOME, HELD, VISIBLE], visible=[VISIBLE], tier="fast", max_rows=1500, log=lambda *_a: None
+    )
     RefereeConfig(data_dir=d, seeds=2).save()
     return d
 

@@ -10,7 +10,7 @@ from sqlalchemy import func, select, text
 from aar.referee import audit
 from aar.referee.db import DevQuery
 
-from .conftest import HELD, HOME
+from .conftest import HELD, HOME, VISIBLE
 
 API = "/api/v1"
 
@@ -120,10 +120,12 @@ def test_no_label_information_leaves_through_public_files_or_endpoints(env, data
 
     out = tmp_path / "public"
     export_public(data_dir, out)
-    for task in (HOME, HELD):
+    # held-out tasks are not exported at all; final inputs of no task are (official sandboxes get them)
+    assert sorted(p.name for p in out.iterdir()) == sorted([HOME, VISIBLE])
+    for task in (HOME, VISIBLE):
         files = sorted(p.name for p in (out / task).iterdir())
-        assert files == ["card.json", "dev.jsonl", "final.jsonl", "student_train.jsonl"]
-        for name in ("student_train", "dev", "final"):
+        assert files == ["card.json", "dev.jsonl", "student_train.jsonl"]
+        for name in ("student_train", "dev"):
             rows = [json.loads(line) for line in (out / task / f"{name}.jsonl").read_text().splitlines()]
             keys = {"id", "text", "weak"} if name == "student_train" else {"id", "text"}
             assert all(set(r) == keys for r in rows)
@@ -140,9 +142,11 @@ def test_no_label_information_leaves_through_public_files_or_endpoints(env, data
             "files",
             "idea_contract",
         }
-        assert set(card["sizes"]) == {"student_train", "dev", "final"}  # row counts only: no label counts
+        assert set(card["sizes"]) == {"student_train", "dev"}  # row counts only: no label counts
     tasks = env.client.get(f"{API}/tasks", headers=env.agent("alice")).text.lower()
-    assert "labels" not in tasks and "accuracy" not in tasks
+    assert "labels" not in tasks and "accuracy" not in tasks and HELD not in tasks and "private" not in tasks
+    admin_tasks = env.client.get(f"{API}/tasks", headers=env.agent("root", admin=True)).json()
+    assert {t["name"]: t["role"] for t in admin_tasks} == {HOME: "home", HELD: "held_out", VISIBLE: "visible"}
     # the private dir is 0700 and holds the labels
     assert (data_dir.stat().st_mode & 0o777) == 0o700
     with np.load(data_dir / "tasks" / HOME / "arrays.npz") as arrays:

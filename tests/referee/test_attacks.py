@@ -113,12 +113,15 @@ def test_flip_one_per_query_recovers_nothing(env):
     )
     assert exact == 1.0  # the exploit works against an exact scorer: every probed label read
     assert abs(ours_random - 0.5) <= 0.02 and abs(ours_weak - 0.5) <= 0.02
-    # the budget is spent: the next query is refused
-    r = env.client.post(
-        f"{API}/dev/evaluate",
-        headers=env.agent("flipper"),
-        json={"task": HOME, "predictions": env.dev_preds()},
-    )
+    # the budget runs out (dev may have fewer items than the budget): then queries are refused
+    for _ in range(BUDGET + 1):
+        r = env.client.post(
+            f"{API}/dev/evaluate",
+            headers=env.agent("flipper"),
+            json={"task": HOME, "predictions": env.dev_preds()},
+        )
+        if r.status_code != 200:
+            break
     assert r.status_code == 429
     with env.ref.db.read() as s:
         kinds = {(f.kind, f.agent_id) for f in s.scalars(select(Flag))}

@@ -13,22 +13,74 @@ from aar.referee.dashboard.render import script_json
 from aar.referee.dashboard.security import COOKIE, safe_next
 from aar.referee.db import Agent, Flag, Run
 
-from .conftest import HELD, HOME
+from .conftest import HELD, HOME, VISIBLE
 
 API = "/api/v1"
 HTML = {"Accept": "text/html,application/xhtml+xml"}
 XSS = "<script>alert(1)</script>"
 
 
-def results(pgr: float | None, held: float | None = 0.1) -> dict:
-    def task(p: float | None, role: str) -> dict:
-        ci = [None, None] if p is None else [p - 0.1, p + 0.1]
-        return {"pgr": p, "pgr_ci": ci, "transfer_acc": 0.8, "transfer_acc_ci": [0.75, 0.85], "role": role}
+VIS = VISIBLE
 
-    return {HOME: task(pgr, "home"), HELD: task(held, "held_out")}
+# Exact numbers, each with a 3-decimal signature ("%.3f", what the pages print) no released number has:
+# public, private and held-out PGRs per run, and the transfer accuracy. Researchers must see none.
+EXACT = {  # run key -> (public PGR, private PGR, held-out PGR)
+    "a1": (0.2137, 0.137, 0.099),
+    "a2": (0.1049, 0.061, 0.088),
+    "a3": (0.5049, 0.444, 0.333),
+    "b1": (None, None, 0.0712),
+    "bq": (0.9, 0.9, 0.9),
+}
+RELEASED = {"a1": 0.21, "a2": None, "a3": 0.5, "b1": None, "bq": None}  # the official Ladder's answers
+TRANSFER_ACC = 0.8123
+HIDDEN = ["0.214", "0.105", "0.505", "0.137", "0.061", "0.444", "0.099", "0.088", "0.333", "0.071"]
+HIDDEN += ["0.812", "0.2137", "0.5049", HELD]
 
 
-def add_run(env, author: str, pgr: float | None, minutes: int, **fields) -> int:
+def part(pgr: float | None) -> dict:
+    ci = [None, None] if pgr is None else [pgr - 0.1, pgr + 0.1]
+    return {
+        "pgr": pgr,
+        "pgr_ci": ci,
+        "transfer_acc": TRANSFER_ACC,
+        "transfer_acc_ci": [0.75, 0.85],
+        "weak_acc": 0.7,
+        "ceiling_acc": 0.9,
+        "gap": 0.2,
+        "transfer_seed_std": 0.0191,
+        "n_items": 100,
+        "n_seeds": 2,
+    }
+
+
+def results(public: float | None, private: float | None, held: float | None, vis: bool = False) -> dict:
+    """A run's exact results in the contract's TaskResult shape (what only admins may see)."""
+    out = {
+        HOME: {"role": "home", "public": part(public), "private": part(private)},
+        HELD: {"role": "held_out", "private": part(held)},
+    }
+    if vis:
+        out[VIS] = {"role": "visible", "public": part(0.6061), "private": part(0.5151)}
+    return out
+
+
+def released(pgr: float | None, best: float | None = 0.5, vis: bool = False) -> dict:
+    """What researchers were told (the contract's Released shape), per home/visible task."""
+    ci = None if pgr is None else [round(pgr - 0.1, 2), round(pgr + 0.1, 2)]
+    home = {
+        "pgr": pgr,
+        "pgr_ci": ci,
+        "improved": pgr is not None,
+        "best_pgr": pgr or best,
+        "resolution": 0.01,
+    }
+    out = {HOME: home}
+    if vis:
+        out[VIS] = {"pgr": 0.6, "pgr_ci": [0.5, 0.7], "improved": True, "best_pgr": 0.6, "resolution": 0.01}
+    return out
+
+
+def add_run(env, author: str, key: str, minutes: int, vis: bool = False, **fields) -> int:
     """A finished official run, written straight to the table (the dashboard only reads runs)."""
     with env.ref.db.write() as s:
         agent_id = s.scalar(select(Agent.id).where(Agent.name == author))
@@ -40,7 +92,8 @@ def add_run(env, author: str, pgr: float | None, minutes: int, **fields) -> int:
             seeds=2,
             day="2026-01-01",
             status=fields.pop("status", "done"),
-            results=results(pgr),
+            results=results(*EXACT[key], vis=vis),
+            released=released(RELEASED[key], vis=vis),
             finished_at=dt.datetime(2026, 1, 1, 12, 0) + dt.timedelta(minutes=minutes),
             **fields,
         )
@@ -102,11 +155,11 @@ def dash(make_env, tmp_path):
     write_transcript(root, "alice", "alice's private plan", status="running")
     write_transcript(root, "bob", "bob's private plan")
     env.runs = {
-        "a1": add_run(env, "alice", 0.2, 1),
-        "a2": add_run(env, "alice", 0.1, 2),
-        "a3": add_run(env, "alice", 0.5, 3),
-        "b1": add_run(env, "bob", None, 4),
-        "bq": add_run(env, "bob", 0.9, 5, status="queued"),
+        "a1": add_run(env, "alice", "a1", 1),
+        "a2": add_run(env, "alice", "a2", 2),
+        "a3": add_run(env, "alice", "a3", 3),
+        "b1": add_run(env, "bob", "b1", 4),
+        "bq": add_run(env, "bob", "bq", 5, status="queued"),
     }
     return env
 
@@ -295,16 +348,31 @@ def test_overview_lists_researchers_and_charts_the_running_best(dash):
     assert 'data-researcher="root"' not in page  # admins are not researchers
     data = json.loads(re.search(r'id="progress-data">(.*?)</script>', page, re.S).group(1))
     series = {d["label"]: d["points"] for d in data["datasets"]}
-    assert [p["y"] for p in series["alice"]] == [0.2, 0.2, 0.5]  # running max over finish times
-    assert series["bob"] == []  # undefined PGR skipped, queued run not done
+    assert [p["y"] for p in series["alice"]] == [0.21, 0.5]  # running max of what was released
+    assert series["bob"] == []  # nothing released, queued run not done
+    assert "released" in data["y_label"]
     assert "0.500" in page.split('data-researcher="alice"')[1].split("</tr>")[0]
+    admin = dash.client.get("/", headers=bearer(dash, "root", admin=True)).text
+    data = json.loads(re.search(r'id="progress-data">(.*?)</script>', admin, re.S).group(1))
+    series = {d["label"]: d["points"] for d in data["datasets"]}
+    assert [p["y"] for p in series["alice"]] == [0.2137, 0.2137, 0.5049]  # the exact public part
+    assert series["bob"] == []  # PGR undefined
+    best = admin.split('data-researcher="alice"')[1].split("</tr>")[0]
+    assert "0.505" in best and "0.444" in best and "0.333" in best  # public / private / held out
 
 
 def test_leaderboard_has_one_row_per_done_run_best_first(dash):
     page = dash.client.get("/leaderboard", headers=bearer(dash, "bob")).text
     ids = [int(x) for x in re.findall(r'<tr data-run-id="(\d+)"', page)]
+    # by the released numbers: a2 and b1 released nothing and rank last, by id
     assert ids == [dash.runs["a3"], dash.runs["a1"], dash.runs["a2"], dash.runs["b1"]]
-    assert f"{HELD} PGR" in page
+    assert "not released" in page and HELD not in page
+    admin = dash.client.get("/leaderboard", headers=bearer(dash, "root", admin=True)).text
+    ids = [int(x) for x in re.findall(r'<tr data-run-id="(\d+)"', admin)]
+    assert ids == [dash.runs["a3"], dash.runs["a1"], dash.runs["a2"], dash.runs["b1"]]
+    assert f"{HELD} PGR" in admin and "private" in admin
+    row = admin.split(f'data-run-id="{dash.runs["a1"]}"')[1].split("</tr>")[0]
+    assert "0.214" in row and "0.137" in row and "0.077" in row and "0.099" in row  # drop 0.2137 - 0.137
 
 
 def test_forum_search_and_thread_page(dash):
@@ -325,6 +393,8 @@ def test_forum_search_and_thread_page(dash):
     assert "soft labels help" in found and ">other<" not in found
     thread = dash.client.get(f"/forum/posts/{p1['id']}", headers=bearer(dash, "bob")).text
     assert "nice &amp; good" in thread and f'data-run-id="{cited}"' in thread and "0.500" in thread
+    admin = dash.client.get(f"/forum/posts/{p1['id']}", headers=bearer(dash, "root", admin=True)).text
+    assert "0.500" in admin and "0.505" not in admin  # a post shows released numbers to everyone
 
 
 def test_pages_work_without_a_researchers_dir(make_env):
@@ -342,3 +412,32 @@ def test_overview_reloads_itself_only_while_someone_is_running(dash, tmp_path):
     info = tmp_path / "researchers" / "alice" / "researcher.json"
     info.write_text(json.dumps({**json.loads(info.read_text()), "status": "finished"}))
     assert refresh not in dash.client.get("/", headers=bearer(dash, "bob")).text
+
+
+def test_researchers_see_only_released_numbers_on_every_page_and_admins_see_all(dash):
+    """A researcher's login, on every page it may open, shows no exact, private or held-out number and
+    never a held-out task's name; an admin's shows them all (the visible task's too)."""
+    dash.runs["av"] = add_run(dash, "alice", "a3", 6, vis=True)
+    h = dash.agent("alice")
+    post = dash.client.post(
+        f"{API}/posts",
+        headers=h,
+        json={"title": "t", "body": "b", "kind": "result", "cites": list(dash.runs.values())},
+    ).json()
+    pages = ["/", "/leaderboard", "/forum", f"/forum/posts/{post['id']}", "/researchers/alice"]
+    pages += ["/researchers/bob", "/researchers/alice/transcript"]
+    for url in pages:
+        page = dash.client.get(url, headers=bearer(dash, "alice"))
+        assert page.status_code == 200, url
+        for hidden in HIDDEN + ["0.606", "0.515"]:
+            assert hidden not in page.text, (url, hidden)
+    assert dash.client.get("/review", headers=bearer(dash, "alice")).status_code == 403
+    board = dash.client.get("/leaderboard", headers=bearer(dash, "alice")).text
+    assert f"{VIS} PGR, released" in board and "0.600" in board  # the visible task's released score
+    overview = dash.client.get("/", headers=bearer(dash, "alice")).text
+    assert f"<code>{VIS}</code>" in overview and "held out:" not in overview
+    admin = bearer(dash, "root", admin=True)
+    seen = "".join(dash.client.get(url, headers=admin).text for url in [*pages, "/review"])
+    for shown in HIDDEN + ["0.606", "0.515"]:
+        assert shown in seen, shown
+    assert f"held out: <code>{HELD}</code>" in dash.client.get("/", headers=admin).text

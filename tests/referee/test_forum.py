@@ -20,14 +20,9 @@ def _run(env, pgr=0.42) -> int:
             seeds=3,
             day="2025-01-01",
             status="done",
-            results={
-                HOME: {
-                    "role": "home",
-                    "pgr": pgr,
-                    "pgr_ci": [0.3, 0.5],
-                    "transfer_acc": 0.8,
-                    "transfer_acc_ci": [0.78, 0.82],
-                }
+            results={HOME: {"role": "home", "public": None, "private": {"pgr": 0.777, "pgr_ci": [0.7, 0.8]}}},
+            released={
+                HOME: {"pgr": pgr, "pgr_ci": [0.3, 0.5], "improved": True, "best_pgr": pgr, "resolution": 0.05}
             },
         )
         s.add(run)
@@ -51,7 +46,8 @@ def test_post_numbers_come_from_cited_runs_not_text(env):
     )
     assert r.status_code == 201, r.text
     post = r.json()
-    assert post["cites"][0]["results"][HOME]["pgr"] == 0.42 and post["cites"][0]["verified"] is False
+    assert post["cites"][0]["released"][HOME]["pgr"] == 0.42 and post["cites"][0]["verified"] is False
+    assert "results" not in post["cites"][0] and "0.777" not in r.text  # a post never carries private numbers
     assert (
         env.client.post(
             f"{API}/posts", headers=h, json={"title": "x", "body": "y", "kind": "result", "cites": [999999]}

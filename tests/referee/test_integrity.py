@@ -20,11 +20,16 @@ def test_run_findings():
     weak = {"home": np.linspace(0.05, 0.95, 50), "other": np.linspace(0.05, 0.95, 50)}
     rng = np.random.default_rng(0)
     preds = {t: rng.random((3, 50)) for t in weak}
+    home = {"pgr": 1.4, "pgr_ci": [1.1, 1.7], "transfer_acc": 0.95, "ceiling_acc_ci": [0.8, 0.9]}
     results = {
-        "home": {"pgr": 1.4, "pgr_ci": [1.1, 1.7], "transfer_acc": 0.95, "ceiling_acc_ci": [0.8, 0.9]},
-        "other": {"pgr": 0.1, "pgr_ci": [0.0, 0.2], "transfer_acc": 0.6, "ceiling_acc_ci": [0.7, 0.8]},
+        "home": {"role": "home", "public": home, "private": home},
+        "other": {
+            "role": "held_out",
+            "private": {"pgr": 0.1, "pgr_ci": [0.0, 0.2], "transfer_acc": 0.6, "ceiling_acc_ci": [0.7, 0.8]},
+        },
     }
     kinds = {k for k, _ in run_findings(results, preds, weak, "home", 0.5, determinism_diff=0.3)}
     assert kinds == {"pgr_above_one", "above_ceiling_ci", "home_heldout_gap", "nondeterministic"}
-    results["home"] = {"pgr": 0.2, "pgr_ci": [0.1, 0.3], "transfer_acc": 0.75, "ceiling_acc_ci": [0.8, 0.9]}
+    fine = {"pgr": 0.2, "pgr_ci": [0.1, 0.3], "transfer_acc": 0.75, "ceiling_acc_ci": [0.8, 0.9]}
+    results["home"] = {"role": "home", "public": fine, "private": fine}
     assert run_findings(results, preds, weak, "home", 0.5, determinism_diff=0.0) == []

@@ -13,7 +13,7 @@ import aar
 from aar.referee.db import Flag, RunPrediction
 from aar.sandbox import bubblewrap_available
 
-from .conftest import HELD, HOME
+from .conftest import HELD, HOME, VISIBLE
 from .test_codestore import bundle, make_repo, push
 
 API = "/api/v1"
@@ -109,10 +109,19 @@ def test_official_runs_good_and_hostile(make_env, tmp_path, data_dir):
 
     good = runs["good"]
     assert good["status"] == "done", good
-    assert set(good["results"]) == {HOME, HELD}
-    for task, res in good["results"].items():
-        assert res["role"] == ("home" if task == HOME else "held_out")
-        assert 0.4 < res["transfer_acc"] < 1.0 and len(res["transfer_acc_ci"]) == 2 and "pgr_ci" in res
+    # the researcher sees released public scores of the tasks it may see, nothing exact
+    assert good["view"] == "researcher" and "results" not in good
+    assert set(good["released"]) == {HOME, VISIBLE}
+    assert set(good["released"][HOME]) == {"pgr", "pgr_ci", "improved", "best_pgr", "resolution"}
+    admin_view = env.client.get(f"{API}/runs/{ids['good']}", headers=env.agent("root", admin=True)).json()
+    assert set(admin_view["results"]) == {HOME, HELD, VISIBLE}
+    for task, res in admin_view["results"].items():
+        assert res["role"] == {HOME: "home", HELD: "held_out", VISIBLE: "visible"}[task]
+        parts = ("private",) if task == HELD else ("public", "private")
+        assert [p for p in ("public", "private") if res[p]] == list(parts)
+        for part in parts:
+            score = res[part]
+            assert 0.4 < score["transfer_acc"] < 1.0 and len(score["transfer_acc_ci"]) == 2 and "pgr_ci" in score
     assert good["sandbox_backend"] == "bubblewrap"
     assert "predictions" not in str(good)  # per-seed predictions are stored, never returned
     with env.ref.db.read() as s:
@@ -120,7 +129,7 @@ def test_official_runs_good_and_hostile(make_env, tmp_path, data_dir):
             s.scalar(
                 select(func.count()).select_from(RunPrediction).where(RunPrediction.run_id == ids["good"])
             )
-            == 2
+            == 3  # one seed on each of the three tasks
         )
 
     with env.ref.db.read() as s:
@@ -145,11 +154,11 @@ def test_official_runs_good_and_hostile(make_env, tmp_path, data_dir):
     assert dev.status_code == 200
     env.ref.runs.ensure_baselines(["vanilla", "logconf"])
     board = env.client.get(f"{API}/leaderboard", headers=h).json()
-    mine = [row for row in board if row["run_id"] == ids["good"]]
+    mine = [row for row in board if row["id"] == ids["good"]]
     assert mine and mine[0]["commit"] == commit and mine[0]["author"] == "alice"
-    assert mine[0]["review_state"] == "unreviewed" and set(mine[0]["held_out"]) == {HELD}
+    assert mine[0]["review_state"] == "unreviewed" and "results" not in mine[0]
     assert {row["idea_path"] for row in board if row["baseline"]} == {"vanilla", "logconf"}
-    assert not any(row["run_id"] in [ids[n] for n in HOSTILE] for row in board)  # failed runs are not ranked
+    assert not any(row["id"] in [ids[n] for n in HOSTILE] for row in board)  # failed runs are not ranked
 
     # a human reviews: admin endpoint and the CLI
     admin = env.agent("root", admin=True)

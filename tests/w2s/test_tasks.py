@@ -5,10 +5,14 @@ import json
 import pytest
 
 from aar.w2s.tasks import (
+    FINAL_PARTS,
+    PROFILES,
     SPLITS,
     Row,
+    Task,
     TaskDataError,
     assign_splits,
+    final_part,
     load_released_jsonl,
     load_task,
     read_rows_jsonl,
@@ -112,3 +116,45 @@ def test_registry_has_roles_and_real_tasks_load():
     assert len({r.id for r in task.rows}) == len(task.rows)
     # ids are opaque hashes: no label or order in them
     assert all(len(r.id) == 16 and int(r.id, 16) >= 0 for r in task.rows[:50])
+
+
+def test_final_parts_are_deterministic_group_whole_and_independent_of_splits():
+    rows = _rows(6000, per_group=3)
+    assert {final_part(0, r.group, 2 / 3) for r in rows} == set(FINAL_PARTS)
+    parts = {r.group: final_part(0, r.group, 2 / 3) for r in rows}
+    assert all(final_part(0, r.group, 2 / 3) == parts[r.group] for r in rows)  # groups never straddle
+    assert 0.62 < sum(p == "private" for p in parts.values()) / len(parts) < 0.71
+    assert all(final_part(0, r.group, 1.0) == "private" for r in rows)
+    assert all(final_part(0, r.group, 0.0) == "public" for r in rows)
+    # salted apart from assign_splits: the private share is the same inside every split
+    for name, part in assign_splits(rows, seed=0).items():
+        share = sum(parts[r.group] == "private" for r in part) / len(part)
+        assert 0.6 < share < 0.73, name
+
+
+def test_task_parts_align_with_the_final_split():
+    task = Task("t", "d", _rows(3000), fractions=dict(PROFILES["home"].fractions))
+    mask = task.final_private_mask()
+    final = task.split("final")
+    assert len(mask) == len(final) and 0 < sum(mask) < len(final)
+    assert [r for r, m in zip(final, mask, strict=True) if m] == task.part("private")
+    assert len(task.part("public")) + len(task.part("private")) == len(final)
+    with pytest.raises(KeyError, match="unknown part"):
+        task.part("secret")
+
+
+def test_split_profiles_by_role():
+    for profile in PROFILES.values():
+        assert set(profile.fractions) == set(SPLITS) and abs(sum(profile.fractions.values()) - 1) < 1e-9
+    home = next(s for s in task_specs() if s.role == "home")
+    held = load_task(home.name, max_rows=1000, role="held_out")
+    assert held.sizes()["dev"] == 0 and all(held.final_private_mask())
+    assert 0.4 < held.sizes()["final"] / 1000 < 0.6
+    for role in ("home", "visible", None):
+        task = load_task(home.name, max_rows=1000, role=role)
+        assert task.fractions == PROFILES["home"].fractions and task.private_fraction == 2 / 3
+        assert all(v > 0 for v in task.sizes().values())
+    held_out = next(s for s in task_specs() if s.role == "held_out")
+    assert load_task(held_out.name, max_rows=300).fractions == PROFILES["held_out"].fractions
+    with pytest.raises(KeyError, match="unknown task role"):
+        load_task(home.name, max_rows=100, role="nope")

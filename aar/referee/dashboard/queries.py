@@ -1,122 +1,161 @@
 """Read models for the dashboard pages: plain dicts built from the referee's tables.
 
-Kept apart from the routes so each page's numbers come from one testable function, and so the
-dashboard shows exactly what the API would (the same sort order as GET /api/v1/leaderboard, the
-same flag views as GET /api/v1/admin/flags).
+Every run a page shows is first the viewer's view of it (``aar.referee.views.run_view`` /
+``views.leaderboard`` with the viewer's admin flag): a researcher's page can only ever hold an
+``aar.contract.ResearcherRun`` (released public numbers of the home and visible tasks), an admin's
+holds the exact public and private parts and the held-out tasks. Orders and "best" are
+``aar.contract``'s one rule, so the dashboard ranks exactly as GET /api/v1/leaderboard does for the
+same token; flags are the views of GET /api/v1/admin/flags.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from aar.contract import AdminRun, RunView, best, viewer_score
+from aar.referee import views
+from aar.referee.datadir import DataStore
 from aar.referee.db import Agent, Database, Flag, Run
 from aar.referee.errors import ApiError
 from aar.referee.flags import flag_view
-from aar.referee.runs import BASELINE_AGENT, credited_id
+from aar.referee.runs import BASELINE_AGENT
 
 
-def home_pgr(run: Run) -> float | None:
-    return ((run.results or {}).get(run.task) or {}).get("pgr")
+@dataclass(frozen=True)
+class Columns:
+    """The score columns of a viewer's tables: researchers get the released public PGR of the home
+    and visible tasks; admins the exact public and private parts and the held-out tasks too."""
+
+    admin: bool
+    home: str
+    visible: list[str]
+    held_out: list[str] = field(default_factory=list)
+
+    @property
+    def width(self) -> int:
+        """How many score cells a row has (for the empty tables' colspan)."""
+        if self.admin:
+            return 4 + 2 * len(self.visible) + len(self.held_out)
+        return 1 + len(self.visible)
 
 
-def _iso(t: dt.datetime | None) -> str | None:
-    return t.isoformat(timespec="seconds") if t else None
+def columns(data: DataStore, admin: bool) -> Columns:
+    return Columns(admin, data.home, data.visible(), data.held_out() if admin else [])
 
 
-def run_row(run: Run, author: str) -> dict:
-    """One run as the tables show it: home numbers up front, held-out PGRs by task."""
-    results = run.results or {}
-    home = results.get(run.task) or {}
-    return {
-        "run_id": run.id,
-        "author": author,
-        "commit": run.commit,
-        "commit_short": run.commit if run.commit.startswith("builtin:") else run.commit[:10],
-        "idea_path": run.idea_path,
-        "task": run.task,
-        "status": run.status,
-        "error": run.error,
-        "baseline": run.is_baseline,
-        "review_state": run.review_state,
-        "review_reason": run.review_reason,
-        "pgr": home.get("pgr"),
-        "pgr_ci": home.get("pgr_ci"),
-        "transfer_acc": home.get("transfer_acc"),
-        "transfer_acc_ci": home.get("transfer_acc_ci"),
-        "held_out": {t: r for t, r in results.items() if t != run.task},
-        "created_at": _iso(run.created_at),
-        "finished_at": _iso(run.finished_at),
+def _when(iso: str | None) -> str | None:
+    return iso[:19] if iso else None
+
+
+def run_row(view: RunView, cols: Columns) -> dict:
+    """One run as the tables show it, from the viewer's view of it (never from the ORM row)."""
+    shown = [view.task, *[t for t in cols.visible if t != view.task]]
+    row = {
+        "run_id": view.id,
+        "rank": getattr(view, "rank", None),
+        "author": view.author,
+        "submitted_by": view.submitted_by,
+        "reproduction": view.reproduction,
+        "commit": view.commit,
+        "commit_short": view.commit if view.commit.startswith("builtin:") else view.commit[:10],
+        "idea_path": view.idea_path,
+        "task": view.task,
+        "status": view.status,
+        "error": view.error,
+        "baseline": view.baseline,
+        "review_state": view.review_state,
+        "review_reason": view.review_reason,
+        "created_at": _when(view.created_at),
+        "finished_at": _when(view.finished_at),
+        "released": {t: view.released[t] for t in shown if t in view.released},
     }
+    if isinstance(view, AdminRun) and cols.admin:
+        public, private = view.score("public"), view.score("private")
+        home = view.result()
+        row |= {
+            "public": public,
+            "private": private,
+            "drop": (
+                public.pgr - private.pgr
+                if public is not None and private is not None and None not in (public.pgr, private.pgr)
+                else None
+            ),
+            "visible": {t: view.result(t) for t in cols.visible if view.result(t) is not None},
+            "held_out": {t: r.private for t, r in view.held_out().items() if t in cols.held_out},
+            "vs_vanilla": dict(home.vs_vanilla) if home is not None else {},
+        }
+    return row
 
 
-def _pgr_key(row: dict) -> float:
-    return -(row["pgr"] if row["pgr"] is not None else -1e9)
+def _views(session: Session, runs: Iterable[Run], admin: bool) -> list[RunView]:
+    who = views.names(session)
+    return [views.run_view(r, who, admin=admin) for r in runs]
 
 
-def leaderboard(db: Database) -> tuple[list[dict], list[str]]:
-    """Done runs by home PGR (undefined last), ranked; plus the held-out task columns in first-seen order."""
+def leaderboard(db: Database, cols: Columns) -> list[dict]:
+    """Done runs, ranked by the one rule on what this viewer sees (as GET /api/v1/leaderboard)."""
     with db.read() as session:
-        rows = session.execute(
-            select(Run, Agent.name).join(Agent, Agent.id == credited_id()).where(Run.status == "done")
-        ).all()
-        out = [run_row(run, name) for run, name in rows]
-    out.sort(key=_pgr_key)
-    tasks: dict[str, None] = {}
-    for rank, row in enumerate(out, start=1):
-        row["rank"] = rank
-        tasks.update(dict.fromkeys(row["held_out"]))
-    return out, list(tasks)
+        runs = session.scalars(select(Run).where(Run.status == "done").order_by(Run.id)).all()
+        rows = views.leaderboard(runs, views.names(session), admin=cols.admin)
+    return [run_row(v, cols) for v in rows]
 
 
-def researchers(db: Database) -> list[dict]:
-    """Every researcher (agents that are neither admins nor the baselines' pseudo-agent) with run stats."""
+def researchers(db: Database, cols: Columns) -> list[dict]:
+    """Every researcher (agents that are neither admins nor the baselines' pseudo-agent) with run
+    stats and their best credited run by ``aar.contract.best`` on what this viewer sees."""
     with db.read() as session:
         agents = session.scalars(
             select(Agent).where(Agent.is_admin.is_(False), Agent.name != BASELINE_AGENT).order_by(Agent.name)
         ).all()
         runs = session.scalars(select(Run).where(Run.is_baseline.is_(False)).order_by(Run.id)).all()
+        seen = _views(session, runs, cols.admin)
+        pairs = [(r.agent_id, r.author_id or r.agent_id, v) for r, v in zip(runs, seen, strict=True)]
         out = []
         for agent in agents:
-            mine = [r for r in runs if r.agent_id == agent.id]
-            done = [r for r in mine if r.status == "done"]
-            scored = [r for r in done if home_pgr(r) is not None]
-            best = max(scored, key=home_pgr, default=None)
+            mine = [v for submitter, _author, v in pairs if submitter == agent.id]
+            top = best(v for _submitter, author, v in pairs if author == agent.id)
             out.append(
                 {
                     "name": agent.name,
                     "runs_submitted": len(mine),
-                    "runs_done": len(done),
-                    "best": run_row(best, agent.name) if best is not None else None,
+                    "runs_done": sum(v.status == "done" for v in mine),
+                    "best": run_row(top, cols) if top is not None else None,
                 }
             )
         return out
 
 
-def progress(db: Database, names: list[str]) -> dict:
-    """Chart data: per researcher, the running maximum of home PGR over their done runs' finish times.
+def progress(db: Database, names: list[str], admin: bool) -> dict:
+    """Chart data: per researcher, the running maximum of home PGR over their done runs' finish times,
+    as the viewer sees it: the released public PGR for researchers, the exact public one for admins.
 
-    Runs whose home PGR is undefined are skipped; x is milliseconds since the epoch (UTC) so the
-    browser needs no date parsing library.
+    Runs with nothing to show (PGR undefined, or not released) are skipped; x is milliseconds since
+    the epoch (UTC) so the browser needs no date parsing library.
     """
     with db.read() as session:
-        rows = session.execute(
-            select(Run, Agent.name)
-            .join(Agent, Agent.id == credited_id())
+        runs = session.scalars(
+            select(Run)
             .where(Run.status == "done", Run.is_baseline.is_(False), Run.finished_at.is_not(None))
             .order_by(Run.finished_at, Run.id)
         ).all()
+        stamps = [r.finished_at for r in runs]
+        seen = _views(session, runs, admin)
     series: dict[str, list[dict]] = {name: [] for name in names}
-    for run, name in rows:
-        pgr = home_pgr(run)
-        if pgr is None or name not in series:
+    for view, finished in zip(seen, stamps, strict=True):
+        pgr, _ci = viewer_score(view)
+        if pgr is None or view.author not in series:
             continue
-        points = series[name]
-        best = max(pgr, points[-1]["y"]) if points else pgr
-        stamp = run.finished_at.replace(tzinfo=dt.UTC).timestamp() * 1000
-        points.append({"x": round(stamp), "y": best, "run": run.id, "pgr": pgr})
-    return {"datasets": [{"label": name, "points": pts} for name, pts in series.items()]}
+        points = series[view.author]
+        top = max(pgr, points[-1]["y"]) if points else pgr
+        stamp = finished.replace(tzinfo=dt.UTC).timestamp() * 1000  # stored naive, in UTC
+        points.append({"x": round(stamp), "y": top, "run": view.id, "pgr": pgr})
+    label = "best public home PGR so far (exact)" if admin else "best released home PGR so far"
+    return {"y_label": label, "datasets": [{"label": name, "points": pts} for name, pts in series.items()]}
 
 
 def agent_id(db: Database, name: str) -> int:
@@ -128,18 +167,18 @@ def agent_id(db: Database, name: str) -> int:
     return found
 
 
-def agent_runs(db: Database, agent: int, name: str) -> list[dict]:
+def agent_runs(db: Database, agent: int, cols: Columns) -> list[dict]:
+    """The runs credited to the agent, newest first, as this viewer sees them."""
     with db.read() as session:
-        runs = session.scalars(select(Run).where(credited_id() == agent).order_by(Run.id.desc())).all()
-        return [run_row(r, name) for r in runs]
+        runs = session.scalars(select(Run).where(views.credited_id() == agent).order_by(Run.id.desc())).all()
+        return [run_row(v, cols) for v in _views(session, runs, cols.admin)]
 
 
-def review_queue(db: Database) -> tuple[list[dict], list[dict]]:
-    """(done non-baseline unreviewed runs with their open flags, every open flag)."""
+def review_queue(db: Database, cols: Columns) -> tuple[list[dict], list[dict]]:
+    """(done non-baseline unreviewed runs with their open flags, every open flag). Admins only."""
     with db.read() as session:
-        runs = session.execute(
-            select(Run, Agent.name)
-            .join(Agent, Agent.id == credited_id())
+        runs = session.scalars(
+            select(Run)
             .where(Run.status == "done", Run.is_baseline.is_(False), Run.review_state == "unreviewed")
             .order_by(Run.id)
         ).all()
@@ -151,9 +190,11 @@ def review_queue(db: Database) -> tuple[list[dict], list[dict]]:
         ).all()
         open_flags = [flag_view(f, name) for f, name in flags]
         queue = []
-        for run, name in runs:
-            row = run_row(run, name)
-            row["flags"] = [f for f in open_flags if f["subject_type"] == "run" and f["subject_id"] == run.id]
+        for view in _views(session, runs, admin=True):
+            row = run_row(view, cols)
+            row["flags"] = [
+                f for f in open_flags if f["subject_type"] == "run" and f["subject_id"] == view.id
+            ]
             queue.append(row)
     queue.sort(key=lambda r: (not r["flags"], r["run_id"]))  # flagged runs first
     return queue, open_flags

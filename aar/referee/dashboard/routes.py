@@ -3,6 +3,8 @@
 Agents hold tokens too and are adversaries, so every page authenticates (cookie or bearer header),
 transcripts are shown only to admins and to their own researcher, and the review queue (the only
 place that changes state, besides log in/out) is admin-only and CSRF-protected (see security.py).
+Runs reach a page only as the viewer's view of them (queries.py): a researcher's login sees the
+released public numbers of the home and visible tasks, never a private part or a held-out task.
 Errors are HTML pages, not the API's JSON (see render.py).
 """
 
@@ -99,20 +101,24 @@ def build_dashboard(ref, guard: Guard | None = None) -> APIRouter:  # noqa: ANN0
 
     # -- pages anyone with a token may read --------------------------------------------------------
 
+    def cols(v: Viewer) -> queries.Columns:
+        """The viewer's score columns: held-out tasks and private parts for admins only."""
+        return queries.columns(ref.data, v.is_admin)
+
     @r.get("/", response_class=HTMLResponse)
     def overview(request: Request, v: Viewer = Depends(viewer)):
-        rows = queries.researchers(ref.db)
+        c = cols(v)
+        rows = queries.researchers(ref.db, c)
         for row in rows:
             row["summary"] = researchers.summarize(ref.config.researchers_dir, row["name"])
-        chart = queries.progress(ref.db, [row["name"] for row in rows])
+        chart = queries.progress(ref.db, [row["name"] for row in rows], v.is_admin)
         return pages.render(
             request,
             "overview.html",
             title=ref.config.campaign or "Overview",
             active="overview",
             campaign=ref.config.campaign,
-            home_task=ref.data.home,
-            held_out=ref.data.held_out(),
+            cols=c,
             researchers=rows,
             chart_json=script_json(chart),
             has_points=any(d["points"] for d in chart["datasets"]),
@@ -122,15 +128,14 @@ def build_dashboard(ref, guard: Guard | None = None) -> APIRouter:  # noqa: ANN0
 
     @r.get("/leaderboard", response_class=HTMLResponse)
     def leaderboard(request: Request, v: Viewer = Depends(viewer)):
-        rows, tasks = queries.leaderboard(ref.db)
+        c = cols(v)
         return pages.render(
             request,
             "leaderboard.html",
             title="Leaderboard",
             active="leaderboard",
-            rows=rows,
-            tasks=tasks,
-            home_task=ref.data.home,
+            rows=queries.leaderboard(ref.db, c),
+            cols=c,
         )
 
     @r.get("/forum", response_class=HTMLResponse)
@@ -159,7 +164,13 @@ def build_dashboard(ref, guard: Guard | None = None) -> APIRouter:  # noqa: ANN0
         post = ref.forum.get(post_id)
         comments = ref.forum.comments(post_id, 500, 0)
         return pages.render(
-            request, "post.html", title=post["title"], active="forum", post=post, comments=comments
+            request,
+            "post.html",
+            title=post["title"],
+            active="forum",
+            post=post,
+            comments=comments,
+            shown=ref.data.shown(),  # cites carry released numbers only; of the home and visible tasks
         )
 
     def researcher_name(name: str) -> tuple[str, int]:
@@ -188,7 +199,8 @@ def build_dashboard(ref, guard: Guard | None = None) -> APIRouter:  # noqa: ANN0
             title=name,
             name=name,
             summary=summary,
-            runs=queries.agent_runs(ref.db, agent, name),
+            runs=queries.agent_runs(ref.db, agent, cols(v)),
+            cols=cols(v),
             posts=posts["items"],
             posts_total=posts["total"],
             may_read=may_read,
@@ -236,9 +248,17 @@ def build_dashboard(ref, guard: Guard | None = None) -> APIRouter:  # noqa: ANN0
             notice = f"Run {reviewed} marked {verdict}."
         elif closed is not None:
             notice = f"Flag {closed} closed."
-        queue, flags = queries.review_queue(ref.db)
+        c = cols(v)
+        queue, flags = queries.review_queue(ref.db, c)
         return pages.render(
-            request, "review.html", title="Review", active="review", queue=queue, flags=flags, notice=notice
+            request,
+            "review.html",
+            title="Review",
+            active="review",
+            queue=queue,
+            flags=flags,
+            notice=notice,
+            cols=c,
         )
 
     @r.post("/review/runs/{run_id}")

@@ -1,4 +1,5 @@
-// The overview's chart: best official home PGR over time, one line per researcher.
+// The overview's chart: best official home PGR over time, one line per researcher (released public
+// PGR for researchers, exact public PGR for admins: the server decides, data.y_label says which).
 // Data comes from <script type="application/json" id="progress-data"> (JSON.parse, never eval),
 // so the page needs no inline script and the Content-Security-Policy forbids it.
 (function () {
@@ -32,7 +33,7 @@
         scales: {
           x: { type: "linear", title: { display: true, text: "run finished (UTC)" },
                ticks: { callback: function (v) { return when(v); }, maxTicksLimit: 6 } },
-          y: { title: { display: true, text: "best home PGR so far" } }
+          y: { title: { display: true, text: data.y_label || "best home PGR so far" } }
         },
         plugins: {
           tooltip: { callbacks: {
