@@ -274,6 +274,13 @@ def _register_builtin() -> None:
         None,
     )
     add(
+        "navigate",
+        "reasoning/spatial",
+        bigbench_binary("navigate", "True", "False"),
+        "Do these moves return to the starting point? (BIG-bench navigate)",
+        None,
+    )
+    add(
         "hhh",
         "chat/preference",
         _hhh_rows,

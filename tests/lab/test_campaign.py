@@ -41,7 +41,7 @@ def test_overrides_and_minutes() -> None:
     apply_minutes(c, 1.5)
     rs = c.resolved()
     assert len(rs) == 2 and rs[1].base_url == "http://127.0.0.1:9" and rs[1].budget.minutes == 1.5
-    assert c.testbed.tasks == ["sentiment_hotels", "parentheses"]
+    assert c.testbed.tasks == ["sentiment_hotels", "parentheses", "sentiment_products"]
 
 
 def test_researcher_budget_overrides_keep_zero() -> None:
@@ -142,7 +142,7 @@ def test_demo_keeps_a_finished_demo_aside_and_resumes_an_unfinished_one(tmp_path
 
 def test_visible_tasks_and_report_top_k() -> None:
     c = parse({"name": "x", "testbed": {"visible": ["fever"]}, "report_top_k": 3})
-    assert c.testbed.tasks == ["sentiment_hotels", "parentheses", "epistemic", "fever"]  # home first
+    assert c.testbed.tasks == ["sentiment_hotels", "parentheses", "navigate", "fever"]  # home first
     assert c.report_top_k == 3
     d = parse({"name": "x"})
     assert d.testbed.visible == [] and d.report_top_k == 5

@@ -222,3 +222,14 @@ def test_flipping_one_final_item_between_runs_learns_nothing_and_is_flagged(make
     assert views["base"]["id"] not in flagged  # identical to the vanilla baseline: not a probe
     assert flagged[views["flip_a"]["id"]]["items_changed"] == 1
     assert np.isfinite(exact["base"])
+
+
+def test_a_task_whose_weak_teacher_does_not_beat_the_majority_rate_is_refused(tmp_path):
+    """fever's 30-label teacher (fast tier) is at or below its majority-class rate on final: a PGR on
+    it would measure nothing, so init refuses it by name and writes no manifest."""
+    from aar.referee.datadir import TaskRefused, init_data_dir
+
+    data = tmp_path / "data"
+    with pytest.raises(TaskRefused, match=r"'fever'.*majority-class rate"):
+        init_data_dir(data, tasks=[HOME, "fever"], tier="fast", max_rows=1500, log=lambda *_a: None)
+    assert not (data / "manifest.json").exists()

@@ -22,7 +22,13 @@ def _run(env, pgr=0.42) -> int:
             status="done",
             results={HOME: {"role": "home", "public": None, "private": {"pgr": 0.777, "pgr_ci": [0.7, 0.8]}}},
             released={
-                HOME: {"pgr": pgr, "pgr_ci": [0.3, 0.5], "improved": True, "best_pgr": pgr, "resolution": 0.05}
+                HOME: {
+                    "pgr": pgr,
+                    "pgr_ci": [0.3, 0.5],
+                    "improved": True,
+                    "best_pgr": pgr,
+                    "resolution": 0.05,
+                }
             },
         )
         s.add(run)

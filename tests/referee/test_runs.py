@@ -121,7 +121,9 @@ def test_official_runs_good_and_hostile(make_env, tmp_path, data_dir):
         assert [p for p in ("public", "private") if res[p]] == list(parts)
         for part in parts:
             score = res[part]
-            assert 0.4 < score["transfer_acc"] < 1.0 and len(score["transfer_acc_ci"]) == 2 and "pgr_ci" in score
+            assert (
+                0.4 < score["transfer_acc"] < 1.0 and len(score["transfer_acc_ci"]) == 2 and "pgr_ci" in score
+            )
     assert good["sandbox_backend"] == "bubblewrap"
     assert "predictions" not in str(good)  # per-seed predictions are stored, never returned
     with env.ref.db.read() as s:
