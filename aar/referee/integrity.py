@@ -267,7 +267,8 @@ def official_probe(session: Session, run_id: int, task: str, preds: np.ndarray, 
     run's (anyone's, baselines included: a coalition splits the flips across tokens) on only a few
     items but not none: the shape of reading final labels by flipping items between runs. An item
     differs when any seed's thresholded prediction does; an identical rerun is not a probe."""
-    from aar.referee.db import Run, RunPrediction
+    from aar.referee.db import Run
+    from aar.referee.release import run_predictions
 
     hard = np.atleast_2d(preds) >= 0.5
     n = hard.shape[1]
@@ -280,14 +281,10 @@ def official_probe(session: Session, run_id: int, task: str, preds: np.ndarray, 
     ).all()
     closest: tuple[int, int] | None = None
     for other in recent:
-        rows = session.execute(
-            select(RunPrediction.seed, RunPrediction.predictions)
-            .where(RunPrediction.run_id == other, RunPrediction.task == task)
-            .order_by(RunPrediction.seed)
-        ).all()
-        if not rows:
+        stored = run_predictions(session, other, task)
+        if stored is None:
             continue
-        theirs = np.stack([np.frombuffer(blob, dtype=np.float64) for _, blob in rows]) >= 0.5
+        theirs = stored >= 0.5
         if theirs.shape[1] != n:
             continue
         k = min(len(theirs), len(hard))

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import re
-import time
 
 import numpy as np
 import pytest
@@ -21,6 +20,7 @@ from aar.sandbox import bubblewrap_available
 
 from .conftest import HELD, HOME, VISIBLE
 from .test_codestore import bundle, make_repo, push
+from .test_runs import wait_run
 
 API = "/api/v1"
 # distinctive numbers that can only come from the hidden parts of the planted run
@@ -132,17 +132,6 @@ def test_researcher_walk_sees_no_private_or_held_out_number(env):
     assert HELD in admin[f"{API}/tasks"]
 
 
-def _wait(env, run_id: int, timeout: float = 300) -> dict:
-    admin = env.agent("root", admin=True)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = env.client.get(f"{API}/runs/{run_id}", headers=admin).json()
-        if run["status"] in ("done", "failed", "cancelled"):
-            return run
-        time.sleep(0.3)
-    raise AssertionError(f"run {run_id} did not finish")
-
-
 FLIP = """
 from aar.w2s.methods import vanilla
 
@@ -185,7 +174,7 @@ def test_flipping_one_final_item_between_runs_learns_nothing_and_is_flagged(make
         )
         assert r.status_code == 202, r.text
         run_id = r.json()["id"]
-        finished = _wait(env, run_id)
+        finished = wait_run(env, run_id, env.agent("root", admin=True), timeout=300)
         assert finished["status"] == "done", finished["error"]
         views[name] = env.client.get(f"{API}/runs/{run_id}", headers=h).json()
 
