@@ -45,6 +45,7 @@ from aar.contract import (
     ranked,
     top,
 )
+from aar.w2s.pgr import holm_adjusted
 
 log = logging.getLogger("aar.lab.report")
 
@@ -233,12 +234,6 @@ class Comparison:
             return False
         diff, lo = finite(self.vs.acc_diff), ci_pair(self.vs.acc_diff_ci)[0]
         return diff is not None and diff > 0 and lo is not None and lo > 0
-
-
-def holm_adjusted(p_values: list[float]) -> list[float]:
-    from aar.w2s.pgr import holm_adjusted as adjusted
-
-    return adjusted(p_values)
 
 
 def compare(candidates: list[AdminRun]) -> list[Comparison]:

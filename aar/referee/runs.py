@@ -434,8 +434,11 @@ class RunService:
         self, run_id: int, agent_id: int, info: dict, sandbox_log: list[dict], flag: bool = True
     ) -> None:
         violations = info.get("violations") or []
+        task = info.get("task")
+        # the first line is what researchers read (views.run_view): it never names a held-out task
+        where = task if task is None or task in self.data.shown() else "a held-out task"
         msg = info.get("error") or (
-            f"idea failed on {info.get('task')} seed {info.get('seed')}: "
+            f"idea failed on {where} seed {info.get('seed')}: "
             f"exit {info.get('returncode')}"
             + (" (timed out)" if info.get("timed_out") else "")
             + (f"; sandbox: {', '.join(violations)}" if violations else "")

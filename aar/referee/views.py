@@ -44,7 +44,18 @@ def _released(run: Run) -> dict[str, Released]:
     return out
 
 
-def _common(run: Run, who: dict[int, str]) -> dict:
+def researcher_error(error: str | None) -> str | None:
+    """What a researcher reads of a failed run: the referee's one-line reason, never the idea's stderr
+    (an idea could print the final inputs, or a held-out task's, into it and read them back here)."""
+    if not error:
+        return error
+    first = error.splitlines()[0]
+    if "\n" in error:
+        first += " (the idea's output is kept for the admins; reproduce the failure on dev)"
+    return first
+
+
+def _common(run: Run, who: dict[int, str], admin: bool = True) -> dict:
     author = who.get(run.author_id or run.agent_id, "?")
     submitter = who.get(run.agent_id, "?")
     return {
@@ -57,7 +68,7 @@ def _common(run: Run, who: dict[int, str]) -> dict:
         "task": run.task,
         "seeds": run.seeds,
         "status": run.status,
-        "error": run.error,
+        "error": run.error if admin else researcher_error(run.error),
         "baseline": run.is_baseline,
         "review_state": run.review_state,
         "review_reason": run.review_reason,
@@ -84,7 +95,7 @@ def run_view(run: Run, who: dict[int, str], *, admin: bool) -> RunView:
     """The run as this viewer may see it (never the per-seed predictions)."""
     if admin:
         return AdminRun(**_common(run, who), results=_results(run))
-    return ResearcherRun(**_common(run, who))
+    return ResearcherRun(**_common(run, who, admin=False))
 
 
 def leaderboard(runs: Iterable[Run], who: dict[int, str], *, admin: bool) -> list:
@@ -97,7 +108,7 @@ def leaderboard(runs: Iterable[Run], who: dict[int, str], *, admin: bool) -> lis
 def cited_run(run: Run, who: dict[int, str]) -> dict:
     """What a forum post shows of a run it cites, to anyone: the released public numbers only (an
     admin reads the exact ones on the run itself), so a post can never carry a hidden number."""
-    view = ResearcherRun(**_common(run, who))
+    view = ResearcherRun(**_common(run, who, admin=False))
     return {
         "run_id": run.id,
         "author": view.author,

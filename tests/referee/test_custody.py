@@ -222,3 +222,34 @@ def test_a_task_whose_weak_teacher_does_not_beat_the_majority_rate_is_refused(tm
     with pytest.raises(TaskRefused, match=r"'fever'.*majority-class rate"):
         init_data_dir(data, tasks=[HOME, "fever"], tier="fast", max_rows=1500, log=lambda *_a: None)
     assert not (data / "manifest.json").exists()
+
+
+LEAKY = """
+import sys
+from aar.w2s.methods import vanilla
+
+def run(ctx):
+    if ctx.task == {held!r}:  # print the held-out inputs into the error, then fail
+        print("EXFIL " + ctx.task + " " + ctx.test_texts[0][:200], file=sys.stderr)
+        raise RuntimeError("boom")
+    return vanilla(ctx)
+"""
+
+
+@pytest.mark.skipif(not bubblewrap_available(), reason="needs bubblewrap")
+def test_a_failed_runs_error_shows_researchers_no_held_out_name_nor_the_ideas_output(make_env, tmp_path):
+    env = make_env(executor="local", seeds=1)
+    repo = make_repo(tmp_path / "ideas", {"leaky.py": LEAKY.replace("{held!r}", repr(HELD))})
+    (pushed,) = push(env, "mallory", bundle(repo)).json()
+    h = env.agent("mallory")
+    r = env.client.post(
+        f"{API}/runs", headers=h, json={"commit": pushed["commit"], "idea_path": "leaky.py", "task": HOME}
+    )
+    assert r.status_code == 202, r.text
+    admin = wait_run(env, r.json()["id"], env.agent("root", admin=True), timeout=300)
+    assert admin["status"] == "failed" and "EXFIL" in admin["error"]  # admins keep the whole story
+    mine = env.client.get(f"{API}/runs/{admin['id']}", headers=h).json()
+    listed = env.client.get(f"{API}/runs", headers=h).text
+    for text in (mine["error"], listed):
+        assert "EXFIL" not in text and HELD not in text, text
+    assert "a held-out task" in mine["error"]
