@@ -177,6 +177,9 @@ class AdminLeaderboardRow(AdminRun):
     rank: int
 
 
+LeaderboardRow = ResearcherLeaderboardRow | AdminLeaderboardRow
+
+
 # -- tasks -------------------------------------------------------------------------------------------
 
 

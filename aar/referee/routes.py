@@ -249,19 +249,16 @@ def build_router(ref) -> APIRouter:  # noqa: ANN001 (aar.referee.app.Referee; av
 
     # -- official runs -----------------------------------------------------------------------------
 
-    RunView = contract.ResearcherRun | contract.AdminRun
-    BoardRow = contract.ResearcherLeaderboardRow | contract.AdminLeaderboardRow
-
     def _view(session, run: Run, me: Identity, names: dict[int, str] | None = None) -> contract.RunView:
         return views.run_view(run, names if names is not None else views.names(session), admin=me.is_admin)
 
-    @r.post("/runs", response_model=RunView, status_code=202)
+    @r.post("/runs", response_model=contract.RunView, status_code=202)
     def create_run(body: schemas.RunIn, request: Request, me: Identity = Depends(who)):
         run = ref.runs.create(me, body.commit, body.idea_path, body.task, request.url.path)
         with ref.db.read() as session:
             return _view(session, session.get(Run, run.id), me)
 
-    @r.get("/runs", response_model=list[RunView])
+    @r.get("/runs", response_model=list[contract.RunView])
     def list_runs(
         agent: str | None = Query(None, max_length=64),
         status: Literal["queued", "running", "done", "failed", "cancelled"] | None = None,
@@ -279,7 +276,7 @@ def build_router(ref) -> APIRouter:  # noqa: ANN001 (aar.referee.app.Referee; av
             names = views.names(session)  # once, not per run
             return [_view(session, run, me, names) for run in rows]
 
-    @r.get("/runs/{run_id}", response_model=RunView)
+    @r.get("/runs/{run_id}", response_model=contract.RunView)
     def get_run(run_id: Id, me: Identity = Depends(who)):
         with ref.db.read() as session:
             run = session.get(Run, run_id)
@@ -287,13 +284,13 @@ def build_router(ref) -> APIRouter:  # noqa: ANN001 (aar.referee.app.Referee; av
                 raise ApiError(404, f"no run {run_id}")
             return _view(session, run, me)
 
-    @r.delete("/runs/{run_id}", response_model=RunView)
+    @r.delete("/runs/{run_id}", response_model=contract.RunView)
     def cancel_run(run_id: Id, request: Request, me: Identity = Depends(who)):
         run = ref.runs.cancel(me, run_id, request.url.path)
         with ref.db.read() as session:
             return _view(session, session.get(Run, run.id), me)
 
-    @r.get("/leaderboard", response_model=list[BoardRow])
+    @r.get("/leaderboard", response_model=list[contract.LeaderboardRow])
     def leaderboard(me: Identity = Depends(who)):
         """Done runs, best first by one rule (aar.contract.rank_key): the highest lower CI bound of
         the home task's public PGR as you may see it (released for researchers, exact for admins)."""

@@ -31,7 +31,6 @@ from aar.referee.datadir import DataStore
 from aar.referee.db import Agent, Database, Flag, Run, RunPrediction, utcnow
 from aar.referee.errors import ApiError
 from aar.referee.scoring import today
-from aar.referee.views import credited_id  # noqa: F401  (re-exported for older imports)
 from aar.w2s.idea_runner import save_context
 
 log = logging.getLogger("aar.referee")
