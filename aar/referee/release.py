@@ -68,6 +68,24 @@ def to_pgr(acc: float, weak_acc: float, ceiling_acc: float, defined: bool) -> fl
     return round((acc - weak_acc) / (ceiling_acc - weak_acc), 4)
 
 
+def ladder_state(
+    session: Session, table: type, task: str, weak_acc: float, ceiling_acc: float, defined: bool
+):  # noqa: ANN201
+    """The task's Ladder state in ``table`` (``TaskLadder`` for dev, ``PublicLadder`` for official
+    public scores), created at the weak teacher's score the first time it is asked for."""
+    state = session.get(table, task)
+    if state is None:
+        state = table(
+            task=task,
+            released_accuracy=weak_acc,
+            released_pgr=to_pgr(weak_acc, weak_acc, ceiling_acc, defined),
+            queries_since_release=0,
+            releases=0,
+        )
+        session.add(state)
+    return state
+
+
 def run_predictions(session: Session, run_id: int, task: str) -> np.ndarray | None:
     """A stored run's (seeds x final items) predictions on one task, or None."""
     rows = session.execute(
@@ -97,17 +115,7 @@ class PublicRelease:
         mine = preds[:, i]
         new_loss = zero_one_loss(mine, labels).mean(axis=0)
         weak_acc, ceiling_acc, defined = td.public_reference
-        state = session.get(PublicLadder, td.name)
-        if state is None:
-            state = PublicLadder(
-                task=td.name,
-                best_run_id=None,
-                released_accuracy=weak_acc,
-                released_pgr=to_pgr(weak_acc, weak_acc, ceiling_acc, defined),
-                queries_since_release=0,
-                releases=0,
-            )
-            session.add(state)
+        state = ladder_state(session, PublicLadder, td.name, weak_acc, ceiling_acc, defined)
         best_loss = self._best_loss(session, state, td, labels)
         bits = np.packbits(mine >= 0.5).tobytes()
         query_index = (state.queries_since_release or 0) + 1

@@ -29,7 +29,7 @@ from aar.referee.datadir import DataStore, TaskData
 from aar.referee.db import Database, DevQuery, TaskLadder
 from aar.referee.errors import ApiError
 from aar.referee.ladder import LadderRule, jitter_u, ladder_step, zero_one_loss
-from aar.referee.release import to_pgr
+from aar.referee.release import ladder_state, to_pgr
 
 RECENT = 20  # queries (of every researcher on the task) compared against for the flip detector
 KEY_FILE = "ladder.key"
@@ -122,17 +122,7 @@ class DevScorer:
                     f"the dev budget of {task!r} for all researchers together is spent "
                     f"({self.task_budget} per day); resets at 00:00 UTC",
                 )
-            state = session.get(TaskLadder, task)
-            if state is None:
-                state = TaskLadder(
-                    task=task,
-                    best_query_id=None,
-                    released_accuracy=weak_acc,
-                    released_pgr=to_pgr(weak_acc, weak_acc, ceiling_acc, defined),
-                    queries_since_release=0,
-                    releases=0,
-                )
-                session.add(state)
+            state = ladder_state(session, TaskLadder, task, weak_acc, ceiling_acc, defined)
             best_hard = self._best_hard(session, state, data)
             query_index = state.queries_since_release + 1
             decision = ladder_step(
