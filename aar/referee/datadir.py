@@ -178,19 +178,14 @@ class TaskData:
     @cached_property
     def dev_reference(self) -> tuple[float, float, bool]:
         """(weak acc, ceiling acc, PGR defined) on dev: the scale dev scores are released on."""
-        stats = pgr_stats(
-            self.labels("dev"), self.weak("dev"), self.ceiling("dev"), self.weak("dev"), n_boot=500
-        )
-        return stats.weak_acc, stats.ceiling_acc, stats.defined
+        return _reference(self.labels("dev"), self.weak("dev"), self.ceiling("dev"))
 
     @cached_property
     def public_reference(self) -> tuple[float, float, bool]:
         """(weak acc, ceiling acc, PGR defined) on the public part: the scale official public scores
         are released on."""
         i = self.part_index("public")
-        labels, weak = self.labels("final")[i], self.weak("final")[i]
-        stats = pgr_stats(labels, weak, self.ceiling("final")[i], weak, n_boot=500)
-        return stats.weak_acc, stats.ceiling_acc, stats.defined
+        return _reference(self.labels("final")[i], self.weak("final")[i], self.ceiling("final")[i])
 
     def context(self, split: str, seed: int) -> IdeaContext:
         """A label-free idea context (what the sandboxed code receives)."""
@@ -239,6 +234,12 @@ class TaskData:
         sizes = {s: len(ids) for s, ids in self.ids.items()}
         sizes.update({f"final_{p}": len(self.part_index(p)) for p in ("public", "private")})
         return AdminTaskCard(**self._card(), sizes=sizes)
+
+
+def _reference(labels: np.ndarray, weak: np.ndarray, ceiling: np.ndarray) -> tuple[float, float, bool]:
+    """(weak acc, ceiling acc, PGR defined) on some items: the scale a Ladder releases scores on."""
+    stats = pgr_stats(labels, weak, ceiling, weak, n_boot=500)
+    return stats.weak_acc, stats.ceiling_acc, stats.defined
 
 
 class DataStore:

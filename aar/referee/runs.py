@@ -508,7 +508,7 @@ class RunService:
         if not todo:
             return 0
         home = self.data.home
-        tasks = [home] + [t for t in self.data.official_tasks() if t != home]
+        tasks = self.data.official_tasks()  # home first
         with self.db.write() as session:
             agent = session.scalar(select(Agent).where(Agent.name == BASELINE_AGENT))
             if agent is None:
