@@ -22,7 +22,10 @@ SPACE: dict[str, dict[str, tuple]] = {
     "logconf": {"alpha_max": ("float", 0.2, 1.0), "rounds": ("int", 1, 6)},
     "selftrain": {"rounds": ("int", 1, 4), "prior_match": ("bool",)},
     "bootstrap": {"rounds": ("int", 1, 5), "keep_frac": ("float", 0.4, 0.95)},
-    "knn": {"k": ("int", 3, 60), "alpha": ("float", 0.2, 1.0), "hard": ("bool",)},
+    # knn thresholds its smoothed labels: on the home dev split (3 seeds) hard beat soft at each of the
+    # 6 (k, alpha) pairs tried, e.g. k=30, alpha=0.8: dev PGR 0.41 vs 0.28 (equal on the visible task).
+    # A config that names "hard" still runs as written.
+    "knn": {"k": ("int", 5, 60), "alpha": ("float", 0.5, 1.0)},
     "prior_blend": {"weight": ("float", 0.1, 0.9)},
 }
 FAMILIES = list(SPACE)
@@ -199,7 +202,7 @@ def _neighbour_mean(x, values, k):
 
 def _knn(ctx, p):
     smooth = (1 - p["alpha"]) * ctx.weak + p["alpha"] * _neighbour_mean(ctx.train_x, ctx.weak, p["k"])
-    targets = (smooth >= 0.5).astype(float) if p["hard"] else smooth
+    targets = (smooth >= 0.5).astype(float) if p.get("hard", True) else smooth
     return _fit(ctx, ctx.train_x, targets).predict_proba(ctx.test_x)
 
 
