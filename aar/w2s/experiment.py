@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from aar.w2s import defaults
-from aar.w2s.features import ExtractionStats, features
+from aar.w2s.features import ExtractionStats, ProgressHook, features
 from aar.w2s.methods import IdeaContext, resolve_method, validate_predictions
 from aar.w2s.pgr import PGRResult, pgr_stats
 from aar.w2s.student import HeadProtocol, cv_select_c, fit_logistic, select_protocol
@@ -114,12 +114,13 @@ def prepare(
     weak_train_limit: int | None | str = "default",
     show_progress: bool = True,
     feature_fn=features,
+    on_progress: ProgressHook | None = None,
 ) -> Prepared:
     """Load a task, its features under both models, and train the weak teacher once.
 
     ``role`` picks the split profile (``aar.w2s.tasks.PROFILES``) of a task given by name; a ``Task``
     object keeps its own fractions. A split may be empty only when its fraction is 0 (a held-out
-    task's ``dev``).
+    task's ``dev``). ``on_progress`` (model, done, total) follows each model's extraction.
     """
     task_obj = task if isinstance(task, Task) else load_task(task, max_rows=max_rows, role=role)
     weak_name, strong_name = model_pair(tier)
@@ -127,8 +128,9 @@ def prepare(
     stats = ExtractionStats()
     splits: dict[str, SplitData] = {}
     all_texts = [row.text for name in SPLITS for row in task_obj.split(name)]
-    weak_all = feature_fn(weak_name, all_texts, show_progress=show_progress, stats=stats)
-    strong_all = feature_fn(strong_name, all_texts, show_progress=show_progress, stats=stats)
+    hook = {"on_progress": on_progress} if on_progress is not None else {}
+    weak_all = feature_fn(weak_name, all_texts, show_progress=show_progress, stats=stats, **hook)
+    strong_all = feature_fn(strong_name, all_texts, show_progress=show_progress, stats=stats, **hook)
     offset = 0
     for name in SPLITS:
         rows = task_obj.split(name)

@@ -114,6 +114,9 @@ def _read_shard(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 ProgressFactory = Callable[[int, str], Callable[[int], None]]
+# on_progress(model, done, total): called after every encoded batch, for progress outside a terminal
+# (the lab's live view); ``done`` counts texts computed so far, ``total`` the texts the cache lacked.
+ProgressHook = Callable[[str, int, int], None]
 
 
 def rich_progress(total: int, label: str):
@@ -155,8 +158,12 @@ def features(
     encoder: Callable | None = None,
     revision: str | None = None,
     root: Path | None = None,
+    on_progress: ProgressHook | None = None,
 ) -> np.ndarray:
-    """Feature matrix for ``texts`` under ``model``, computing only what the cache lacks."""
+    """Feature matrix for ``texts`` under ``model``, computing only what the cache lacks.
+
+    ``show_progress`` draws a terminal bar with rate and ETA; ``on_progress`` gets (model, done, total)
+    after each batch, whatever the terminal."""
     from aar.w2s.models import get_model, load_encoder
 
     rev = revision if revision is not None else get_model(model).revision
@@ -165,11 +172,20 @@ def features(
     start = time.perf_counter()
     if todo:
         encode = encoder or load_encoder(model)
+        done = [0]
+
+        def hook(n: int) -> None:
+            done[0] += n
+            if on_progress is not None:
+                on_progress(model, done[0], len(todo))
+
+        if on_progress is not None:
+            on_progress(model, 0, len(todo))
         if show_progress and len(todo) > 32:
             with rich_progress(len(todo), f"features {model}") as advance:
-                x = encode(todo, advance)
+                x = encode(todo, lambda n: (advance(n), hook(n)))
         else:
-            x = encode(todo, None)
+            x = encode(todo, hook)
         cache.put(todo, x)
     if stats is not None:
         stats.computed += len(todo)
