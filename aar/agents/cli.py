@@ -29,6 +29,46 @@ def _token(token: str | None) -> str | None:
     return token or os.environ.get("AAR_REFEREE_TOKEN")
 
 
+def _known_backend(name: str) -> str:
+    """--backend's check against the registry: an unknown name or a missing SDK is a usage error."""
+    from aar.agents.backends.registry import BackendMissingDependency, UnknownBackend, backend_info
+
+    try:
+        backend_info(name).check()
+    except (UnknownBackend, BackendMissingDependency) as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return name
+
+
+@app.command("backends")
+def backends_cmd(as_json: bool = typer.Option(False, "--json", help="Print a JSON list.")) -> None:
+    """The registered backends: default model, API key variable, missing packages, what each is."""
+    from aar.agents.backends.registry import backend_info, backend_names
+
+    rows = []
+    for name in backend_names():
+        info = backend_info(name)
+        rows.append(
+            {
+                "name": name,
+                "default_model": info.default_model,
+                "env_key": info.env_key,
+                "missing": info.missing(),
+                "install": info.install if info.missing() else None,
+                "own_loop": info.own_loop,
+                "models_priced": sorted(info.prices),
+                "description": info.description,
+                "module": info.module,
+            }
+        )
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        state = f"missing {', '.join(r['missing'])} ({r['install']})" if r["missing"] else "ready"
+        typer.echo(f"{r['name']:<14} {r['default_model'] or '-':<20} {state}: {r['description']}")
+
+
 @app.command("run", context_settings={"allow_interspersed_args": True})
 def run_cmd(
     referee: str = typer.Option(
@@ -37,7 +77,12 @@ def run_cmd(
     token: str = typer.Option(
         None, "--token", help="The agent's referee token (default $AAR_REFEREE_TOKEN)."
     ),
-    backend: str = typer.Option("scripted", "--backend", help="anthropic | openai | claude-code | scripted"),
+    backend: str = typer.Option(
+        "scripted",
+        "--backend",
+        callback=_known_backend,
+        help="A registered backend (`aar agent backends` lists them; $AAR_PLUGINS adds your own).",
+    ),
     model: str = typer.Option(None, "--model", help="Model name (priced by the price table)."),
     direction: str = typer.Option("", "--direction", help="The researcher's starting direction."),
     budget_usd: float = typer.Option(None, "--budget-usd", help="Stop after this many dollars."),
@@ -125,13 +170,7 @@ def _run_watched(settings, watchdog) -> str:  # noqa: ANN001 (factory.Settings, 
     try:
         built = build(settings)
         watchdog.watch(built.budget)
-        if built.researcher is not None:
-            return built.researcher.run()
-        from aar.agents.backends.claude_code import run_claude_code
-
-        return run_claude_code(
-            built.toolbox, built.transcript, built.budget, built.system, built.kickoff, settings.model
-        )
+        return built.run(settings.model)
     except KeyboardInterrupt as exc:  # outside the loop's own handling (start-up, the claude-code backend)
         if built is None:
             if isinstance(exc, Stopped):  # the referee is gone before the session began: nothing to close

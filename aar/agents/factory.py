@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aar.agents import prompts
-from aar.agents.backends import make_backend
 from aar.agents.backends.base import RetryPolicy
+from aar.agents.backends.registry import backend_info, create_backend
 from aar.agents.budget import Budget, Limits
 from aar.agents.home import AgentHome
 from aar.agents.home import Limits as SandboxLimits
@@ -60,9 +60,19 @@ class Built:
     budget: Budget
     system: str
     kickoff: str
+    backend: str = "scripted"
+
+    def run(self, model: str | None = None) -> str:
+        """Run the session: the aar loop, or the session runner of a backend with a loop of its own."""
+        if self.researcher is not None:
+            return self.researcher.run()
+        runner = backend_info(self.backend).load()
+        return runner(self.toolbox, self.transcript, self.budget, self.system, self.kickoff, model)
 
 
 def build(s: Settings) -> Built:
+    info = backend_info(s.backend)  # an unknown name or a missing SDK fails here, before any side effect
+    info.check()
     socket = Path(s.referee) if is_socket_target(s.referee) else None
     home = AgentHome.open(
         s.workspace,
@@ -116,8 +126,8 @@ def build(s: Settings) -> Built:
     system = prompts.system_prompt(tasks, s.direction, toolbox.specs(), name)
     kickoff = prompts.kickoff(s.direction)
     researcher = None
-    if s.backend != "claude-code":
-        backend = make_backend(
+    if not info.own_loop:
+        backend = create_backend(
             s.backend,
             s.model,
             base_url=s.base_url,
@@ -127,18 +137,12 @@ def build(s: Settings) -> Built:
             direction=s.direction,
         )
         researcher = Researcher(backend, toolbox, transcript, budget, system, kickoff, s.loop)
-    return Built(researcher, home, toolbox, transcript, budget, system, kickoff)
+    return Built(researcher, home, toolbox, transcript, budget, system, kickoff, s.backend)
 
 
 def run(s: Settings) -> str:
     built = build(s)
     try:
-        if built.researcher is None:
-            from aar.agents.backends.claude_code import run_claude_code
-
-            return run_claude_code(
-                built.toolbox, built.transcript, built.budget, built.system, built.kickoff, s.model
-            )
-        return built.researcher.run()
+        return built.run(s.model)
     finally:
         built.transcript.close()

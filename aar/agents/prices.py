@@ -1,6 +1,7 @@
 """Dollar prices per million tokens, by model, and the cost of one turn's usage.
 
-The table is data, not code: ``load_prices`` layers a JSON/YAML file over the defaults so a campaign
+The table is data, not code: the defaults are the prices each registered backend declares for its models
+(``aar.agents.backends.registry``), and ``load_prices`` layers a JSON/YAML file over them so a campaign
 can price a new model (or a local one at zero) without a release. Unknown models cost 0 and say so
 once in the log: an unpriced model must not silently pass a dollar budget unnoticed.
 """
@@ -25,20 +26,12 @@ class Price:
     cache_read: float = 0.0
 
 
-# Published list prices (USD / 1M tokens); cache write = 1.25x input (5-minute TTL), read = 0.1x.
-DEFAULT_PRICES: dict[str, Price] = {
-    "claude-opus-4-6": Price(5.0, 25.0, 6.25, 0.50),
-    "claude-opus-4-5": Price(5.0, 25.0, 6.25, 0.50),
-    "claude-opus-4-1": Price(15.0, 75.0, 18.75, 1.50),
-    "claude-sonnet-4-5": Price(3.0, 15.0, 3.75, 0.30),
-    "claude-sonnet-4": Price(3.0, 15.0, 3.75, 0.30),
-    "claude-haiku-4-5": Price(1.0, 5.0, 1.25, 0.10),
-    "gpt-5": Price(1.25, 10.0, 0.0, 0.125),
-    "gpt-5-mini": Price(0.25, 2.0, 0.0, 0.025),
-    "gpt-4.1": Price(2.0, 8.0, 0.0, 0.50),
-    "gpt-4o": Price(2.5, 10.0, 0.0, 1.25),
-    "scripted": Price(0.0, 0.0, 0.0, 0.0),
-}
+def default_prices() -> dict[str, Price]:
+    """The registered backends' published list prices (each backend declares its models' prices where
+    it is registered: ``aar.agents.backends.providers`` and any plugin)."""
+    from aar.agents.backends.registry import registered_prices
+
+    return registered_prices()
 
 
 @dataclass
@@ -83,7 +76,7 @@ class Usage:
 
 class PriceTable:
     def __init__(self, prices: dict[str, Price] | None = None):
-        self.prices = dict(DEFAULT_PRICES if prices is None else prices)
+        self.prices = dict(default_prices() if prices is None else prices)
         self._warned: set[str] = set()
 
     def price(self, model: str) -> Price:

@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from aar.lab.directions import default_direction, slug
 from aar.w2s import defaults
@@ -28,6 +36,20 @@ def _known_task(name: str) -> str:
     if name not in known:
         raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(known)}")
     return name
+
+
+def _known_backend(name: str) -> str:
+    """A backend name the registry knows (built-ins, entry points, $AAR_PLUGINS); the error lists them."""
+    from aar.agents.backends.registry import UnknownBackend, backend_info
+
+    try:
+        backend_info(name)
+    except UnknownBackend as exc:
+        raise ValueError(str(exc)) from None
+    return name
+
+
+BackendName = Annotated[str, AfterValidator(_known_backend)]
 
 
 class Testbed(Strict):
@@ -90,7 +112,7 @@ class Budget(Strict):
 
 
 class ResearcherDefaults(Strict):
-    backend: Literal["scripted", "anthropic", "openai", "claude-code"] = "scripted"
+    backend: BackendName = "scripted"
     model: str | None = None
     base_url: str | None = None
     budget: Budget = Field(default_factory=lambda: Budget(minutes=60))
@@ -99,7 +121,7 @@ class ResearcherDefaults(Strict):
 class ResearcherSpec(Strict):
     name: Name | None = None
     direction: str | None = None
-    backend: Literal["scripted", "anthropic", "openai", "claude-code"] | None = None
+    backend: BackendName | None = None
     model: str | None = None
     base_url: str | None = None
     seed: int | None = None
@@ -221,18 +243,26 @@ def load(path: Path, overrides: list[str] | None = None) -> Campaign:
     return parse(data, str(path), overrides)
 
 
-KEY_FOR_BACKEND = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
+def backend_problems(c: Campaign, env: dict[str, str]) -> list[str]:
+    """Researchers whose backend cannot run here: its packages are missing, or it cannot authenticate.
+    Found before anything starts, not after three crashed restarts. A base_url (a proxy or a local
+    server) may not need a key, so it is not flagged. Both facts come from the backend's registration."""
+    from aar.agents.backends.registry import backend_info
 
-
-def missing_credentials(c: Campaign, env: dict[str, str]) -> list[str]:
-    """Researchers whose backend cannot authenticate: found before anything starts, not after three
-    crashed restarts. A base_url (a proxy or a local server) may not need a key, so it is not flagged."""
     problems = []
     for r in c.resolved():
-        key = KEY_FOR_BACKEND.get(r.backend)
+        info = backend_info(r.backend)
+        missing = info.missing()
+        if missing:
+            how = f" ({info.install})" if info.install else ""
+            problems.append(f"researcher {r.name}: backend {r.backend} needs {', '.join(missing)}{how}")
+        key = info.env_key
         if key and not env.get(key) and not r.base_url:
             problems.append(f"researcher {r.name}: backend {r.backend} needs {key} in the environment")
     return problems
+
+
+missing_credentials = backend_problems  # the name callers used before dependencies were checked too
 
 
 def fingerprint(c: Campaign) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from aar.lab.campaign import Campaign, CampaignError, load, missing_credentials
+from aar.lab.campaign import Campaign, CampaignError, backend_problems, load
 
 app = typer.Typer(
     help="The lab: campaigns of researchers, their referee, dashboard and report.",
@@ -66,7 +66,7 @@ def run_campaign(
     apply_minutes(campaign, minutes)
     if researchers is not None:
         campaign.n_researchers = researchers
-    missing = missing_credentials(campaign, dict(os.environ))
+    missing = backend_problems(campaign, dict(os.environ))
     if missing:
         fail("; ".join(missing) + " (or set defaults.base_url for a proxy)")
     try:

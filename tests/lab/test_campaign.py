@@ -65,7 +65,7 @@ def test_researcher_budget_overrides_keep_zero() -> None:
         ({"name": "x", "referee": {"seeds": 0}}, "referee.seeds: Input should be greater than or equal to 1"),
         ({"name": "Bad Name"}, "name: String should match pattern"),
         ({"name": "x", "researchers": [{"name": "a"}, {"name": "a"}]}, "researchers: Value error"),
-        ({"name": "x", "defaults": {"backend": "gpt"}}, "defaults.backend: Input should be"),
+        ({"name": "x", "defaults": {"backend": "gpt"}}, "defaults.backend: Value error, unknown backend"),
         ({"name": "x", "testbed": {"held_out": ["sentiment_hotels"]}}, "also listed in held_out"),
         ({"name": "x", "researchers": [{"budget": {"minutes": -1}}]}, "researchers.0.budget.minutes"),
         (

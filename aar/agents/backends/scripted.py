@@ -426,8 +426,16 @@ class ScriptedBackend(Backend):
     model = "scripted"
     context_window = None
 
-    def __init__(self, seed: int = 0, direction: str = "", max_ideas: int = 1000):
-        super().__init__()
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        seed: int = 0,
+        direction: str = "",
+        max_ideas: int = 1000,
+        **_ignored,
+    ):
+        super().__init__()  # model: always "scripted"; the registry passes one like any backend's
         self.seed, self.direction, self.max_ideas = seed, direction, max_ideas
 
     def _complete(self, system, messages, tools, max_tokens) -> Completion:
