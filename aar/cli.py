@@ -44,11 +44,21 @@ def _fmt_ci(ci) -> str:
 
 
 @w2s_app.command("fetch-data")
-def fetch_data_cmd() -> None:
-    """Download the BIG-bench sdist once and keep only the task files aar uses (private cache)."""
+def fetch_data_cmd(
+    sdist: Path | None = typer.Option(
+        None, "--sdist", help="A copy of bigbench-1.0.0.tar.gz (PyPI no longer serves it).", exists=True
+    ),
+) -> None:
+    """Optional: put the BIG-bench task files (for the non-default BIG-bench tasks) in the private
+    cache. The default testbed installs from PyPI and does not need this."""
     from aar.w2s.sources import fetch_data
+    from aar.w2s.tasks import TaskDataError
 
-    path = fetch_data()
+    try:
+        path = fetch_data(sdist)
+    except (TaskDataError, OSError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
     err.print(f"task data ready in {path}")
 
 

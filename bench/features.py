@@ -99,7 +99,7 @@ def main() -> None:
     )
     parser.add_argument("--models", default="minilm-l3,minilm-l6,mpnet")
     parser.add_argument("--n", type=int, default=512, help="texts per measurement")
-    parser.add_argument("--task", default="sentiment_hotels", help="texts come from this task")
+    parser.add_argument("--task", default="sentiment_movies", help="texts come from this task")
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     rows = load_task(args.task).rows

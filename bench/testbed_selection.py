@@ -12,7 +12,7 @@ home task as home and every other candidate as held out (no dev, all of final pr
     .venv/bin/python bench/testbed_selection.py                       # the held-out candidates
     .venv/bin/python bench/testbed_selection.py --tasks fallacy,sports --sizes spec,3000
     # the home task's size (bench/results/home_size.json):
-    .venv/bin/python bench/testbed_selection.py --tasks sentiment_hotels --sizes 5000,7000,9000 \\
+    .venv/bin/python bench/testbed_selection.py --tasks sentiment_movies --sizes 5000,7000,9000 \\
         --methods vanilla,zeroshot_prior --seeds 3 --out bench/results/home_size.json
 
 Writes the table as JSON (``--out``) and as Markdown beside it.

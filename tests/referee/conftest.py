@@ -15,13 +15,13 @@ from aar.referee.auth import add_agent
 from aar.referee.config import RefereeConfig
 from aar.referee.datadir import init_data_dir
 
-HOME, HELD, VISIBLE = "sentiment_hotels", "parentheses", "sentiment_products"
+HOME, HELD, VISIBLE = "sentiment_movies", "parentheses", "party_speeches"
 _counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
-    """sentiment_hotels (home), parentheses (held out) and sentiment_products (visible), 1500 rows
+    """sentiment_movies (home), parentheses (held out) and party_speeches (visible), 1500 rows
     each at most: home dev ~170 items, PGR defined on dev."""
     d = tmp_path_factory.mktemp("referee") / "data"
     init_data_dir(

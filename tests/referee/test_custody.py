@@ -213,14 +213,24 @@ def test_flipping_one_final_item_between_runs_learns_nothing_and_is_flagged(make
     assert np.isfinite(exact["base"])
 
 
-def test_a_task_whose_weak_teacher_does_not_beat_the_majority_rate_is_refused(tmp_path):
-    """fever's 30-label teacher (fast tier) is at or below its majority-class rate on final: a PGR on
-    it would measure nothing, so init refuses it by name and writes no manifest."""
-    from aar.referee.datadir import TaskRefused, init_data_dir
+def test_a_task_whose_weak_teacher_does_not_beat_the_majority_rate_is_refused(tmp_path, monkeypatch):
+    """A task whose labels have nothing to do with its texts (the home task's sentences, relabelled by
+    a coin that lands 1 seven times in ten): its 30-label teacher cannot beat the majority-class rate on
+    final, so a PGR on it would measure nothing; init refuses it by name and writes no manifest."""
+    import random
 
+    from aar.referee.datadir import TaskRefused, init_data_dir
+    from aar.w2s import tasks
+    from aar.w2s.tasks import Row, TaskSpec, get_spec
+
+    home_rows = get_spec(HOME).build()[:1500]
+    coin = random.Random(7)
+    noise = [Row(r.id, r.text, int(coin.random() < 0.7), r.group) for r in home_rows]
+    spec = TaskSpec(name="coin_labels", domain="noise", build=lambda: noise)
+    monkeypatch.setitem(tasks._REGISTRY, "coin_labels", spec)
     data = tmp_path / "data"
-    with pytest.raises(TaskRefused, match=r"'fever'.*majority-class rate"):
-        init_data_dir(data, tasks=[HOME, "fever"], tier="fast", max_rows=1500, log=lambda *_a: None)
+    with pytest.raises(TaskRefused, match=r"'coin_labels'.*majority-class rate"):
+        init_data_dir(data, tasks=[HOME, "coin_labels"], tier="fast", max_rows=1500, log=lambda *_a: None)
     assert not (data / "manifest.json").exists()
 
 
