@@ -57,7 +57,10 @@ class Researcher:
     def _run_tool(self, block: dict) -> dict:
         self.transcript.write("tool_start", id=block["id"], name=block["name"], input=block["input"])
         start = time.monotonic()
-        result: ToolResult = self.toolbox.call(block["name"], block["input"])
+        if block.get("error"):  # a call the backend could not read (written as text): say why, run nothing
+            result = ToolResult(f"could not read your tool call: {block['error']}", True)
+        else:
+            result: ToolResult = self.toolbox.call(block["name"], block["input"])
         self.transcript.write(
             "tool_result",
             id=block["id"],

@@ -25,12 +25,13 @@ from aar.agents.prices import PriceTable
 from aar.agents.transcript import Transcript
 from aar.lab.campaign import CampaignError, backend_problems, load, parse
 from tests.agents import toy_backend
+from tests.agents.conftest import HOME_TASK
 
 ROOT = Path(__file__).resolve().parents[2]
 AAR = [sys.executable, "-m", "aar.cli"]
 TOY_CAMPAIGN = """\
 name: toy
-testbed: {home: sentiment_hotels, held_out: [parentheses], tier: fast, max_rows: 1500}
+testbed: {home: %(home)s, held_out: [parentheses], tier: fast, max_rows: 1500}
 defaults: {backend: toy, budget: {minutes: 3, turns: 10}}
 researchers:
   - {name: %(name)s, direction: "Try the toy direction."}
@@ -66,7 +67,7 @@ def test_price_table_reads_the_registry() -> None:
 
 def test_toy_backend_runs_a_researcher_through_a_campaign_file(referee, base, agent_name, tmp_path) -> None:
     path = tmp_path / "toy.yaml"
-    path.write_text(TOY_CAMPAIGN % {"name": agent_name})
+    path.write_text(TOY_CAMPAIGN % {"name": agent_name, "home": HOME_TASK})
     (r,) = load(path).resolved()
     assert (r.backend, r.model) == ("toy", None)
     settings = Settings(
@@ -102,7 +103,7 @@ def test_toy_backend_runs_a_researcher_through_a_campaign_file(referee, base, ag
 
 def test_cli_and_lab_find_a_plugin_backend_by_module_or_file(tmp_path) -> None:
     campaign = tmp_path / "toy.yaml"
-    campaign.write_text(TOY_CAMPAIGN % {"name": "toyer"})
+    campaign.write_text(TOY_CAMPAIGN % {"name": "toyer", "home": HOME_TASK})
     check = [*AAR, "lab", "check", str(campaign)]
     refused = subprocess.run(check, capture_output=True, text=True, env=_env())
     assert refused.returncode == 2 and "Traceback" not in refused.stderr

@@ -17,6 +17,7 @@ from aar.agents.home import AgentHome, Limits
 from aar.agents.runner import HomeRunner
 from aar.agents.tools import Toolbox, ToolContext
 from aar.sandbox import bubblewrap_available, bubblewrap_problem
+from tests.agents.conftest import HOME_TASK
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: one uid per agent")
 needs_bwrap = pytest.mark.skipif(
@@ -58,7 +59,7 @@ def test_cannot_read_other_agents_referee_data_or_root(two_homes, referee):
     )
     r = aar_exec(a.root, "/bin/sh", "-c", probe)
     assert "B-SECRET" not in r.stdout and "idea.py" not in r.stdout
-    assert "sentiment_hotels" not in r.stdout and "tasks" not in r.stdout
+    assert HOME_TASK not in r.stdout and "tasks" not in r.stdout
     assert r.returncode != 0 and r.stderr.count("No such file") + r.stderr.count("Permission denied") >= 5
     # control: the owner reads its own file
     assert "B-SECRET" in aar_exec(b.root, "cat", "idea.py").stdout

@@ -12,7 +12,7 @@ from aar.agents.backends.base import RetryPolicy
 from aar.agents.factory import Settings, build
 from aar.agents.loop import LoopConfig
 from aar.agents.prices import Usage
-from tests.agents.conftest import HELD_TASK
+from tests.agents.conftest import HELD_TASK, HOME_TASK
 from tests.agents.fake_llm import FakeModel
 
 IDEA = """import numpy as np
@@ -133,7 +133,7 @@ def test_session_through_real_clients(
     ):
         assert not results[name]["is_error"], (name, results[name]["content"][:500])
     status = json.loads(results["run_status"]["content"])
-    assert status["status"] == "done" and "sentiment_hotels" in status["released"], status["error"]
+    assert status["status"] == "done" and HOME_TASK in status["released"], status["error"]
     assert "results" not in status and HELD_TASK not in json.dumps(status)  # held out: never shown
     with referee.client(token) as http:
         runs = http.get("/runs", params={"agent": agent_name}).json()
@@ -143,7 +143,7 @@ def test_session_through_real_clients(
     # the system prompt carried the task card and the direction
     first = fake.requests[-1]["body"]
     system = first["system"][0]["text"] if backend == "anthropic" else first["messages"][0]["content"]
-    assert "sentiment_hotels" in system and "confidence" in system
+    assert HOME_TASK in system and "confidence" in system
     assert HELD_TASK not in system  # the held-out task is not even named
     # costs: tokens and dollars recorded == the fake server's usage fields x the price table, exactly
     usage = [r for r in records if r["type"] == "usage"]

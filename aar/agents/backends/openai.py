@@ -2,9 +2,14 @@
 
 Translation from the neutral format: the system prompt becomes the first message; an assistant
 turn's tool_use blocks become ``tool_calls``; each tool_result becomes a ``role: tool`` message.
-Usage: ``prompt_tokens`` includes cached tokens (``prompt_tokens_details.cached_tokens``), which we
-split out so prices apply per kind. The key comes only from ``OPENAI_API_KEY`` (local servers often
-need none: a placeholder is sent then). Streaming asks for usage in the final chunk.
+Tool calls a model wrote as text (Hermes/Qwen ``<tool_call>`` blocks, a bare JSON call, Mistral's
+``[TOOL_CALLS]``) become tool_use blocks when the response has no native ones (``textcalls``); a call
+that cannot be read carries an ``error`` the loop sends back as the tool's result. In the history every
+call goes back as a native ``tool_calls`` entry, which the server's chat template renders in the
+model's own convention. Usage: ``prompt_tokens`` includes cached tokens
+(``prompt_tokens_details.cached_tokens``), which we split out so prices apply per kind. The key comes
+only from ``OPENAI_API_KEY`` (local servers often need none: a placeholder is sent then). Streaming asks
+for usage in the final chunk.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import os
 import openai
 
 from aar.agents.backends.base import Backend, Completion, RetryPolicy, retry_after_seconds
+from aar.agents.backends.textcalls import parse_text_calls
 from aar.agents.prices import Usage
 
 _STOP = {"tool_calls": "tool_use", "stop": "end_turn", "length": "max_tokens", "function_call": "tool_use"}
@@ -144,12 +150,21 @@ class OpenAIBackend(Backend):
                             slot[2] += tc.function.arguments or ""
                     finish = choice.finish_reason or finish
             calls = [tuple(acc[i]) for i in sorted(acc)]
+        turn = sum(1 for m in messages if m["role"] == "assistant")  # ids unique across the conversation
+        blocks: list[dict] = [
+            {"type": "tool_use", "id": cid or f"call_{turn}_{i}", "name": name, "input": _args(raw)}
+            for i, (cid, name, raw) in enumerate(calls)
+        ]
+        if not calls and text:  # a model (or a server without a tool parser) that writes its calls as text
+            text, found = parse_text_calls(text)
+            for i, c in enumerate(found):
+                block = {"type": "tool_use", "id": f"text_{turn}_{i}", "name": c.name, "input": c.arguments}
+                if c.error:
+                    block["error"] = c.error  # answered by the loop with this message, not run
+                blocks.append(block)
         content: list[dict] = [{"type": "text", "text": text}] if text else []
-        for i, (cid, name, raw) in enumerate(calls):
-            content.append({"type": "tool_use", "id": cid or f"call_{i}", "name": name, "input": _args(raw)})
-        stop = _STOP.get(finish or "stop", finish or "end_turn")
-        if calls:
-            stop = "tool_use"
+        content.extend(blocks)
+        stop = "tool_use" if blocks else _STOP.get(finish or "stop", finish or "end_turn")
         return Completion(content, stop, usage, model or self.model)
 
     def _retryable(self, exc):
