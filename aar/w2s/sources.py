@@ -40,7 +40,8 @@ from aar.w2s.tasks import (
 
 BIGBENCH_VERSION = "1.0.0"
 # Bump when a builder changes what rows it produces: cached task files carry the version in their name.
-TASK_FORMAT_VERSION = 2
+# 3: parentheses and navigate are generated (no longer BIG-bench), so an old cache must not be reused.
+TASK_FORMAT_VERSION = 3
 # The home task's size: its private part (~2,100 items) gives PGR CI half-widths near 0.10 for vanilla
 # and zeroshot_prior with 3 seeds on the default tier (bench/results/home_size.json).
 HOME_MAX_ROWS = 7000
