@@ -188,3 +188,13 @@ def test_the_lab_passes_visible_to_the_referee_and_the_snapshot(tmp_path: Path, 
     snap = lab._snapshot("budget")
     assert snap["visible_tasks"] == ["fever"] and snap["held_out_tasks"] == ["parentheses"]
     assert snap["report_top_k"] == 2 and snap["runs"] == []
+
+
+def test_local_endpoint_campaign_needs_no_key() -> None:
+    from aar.lab.campaign import backend_problems
+
+    c = load(ROOT / "campaigns" / "local.yaml")
+    rs = c.resolved()
+    assert len(rs) == 3 and {r.backend for r in rs} == {"openai"}
+    assert {r.base_url for r in rs} == {"http://127.0.0.1:8000/v1"} and rs[0].model == "Qwen/Qwen3-8B"
+    assert backend_problems(c, {}) == []  # a local server: no OPENAI_API_KEY needed
