@@ -24,6 +24,7 @@ import yaml
 from rich.console import Console
 
 from aar.agents.home import UID_BOUND_ENV, default_user
+from aar.eta import EtaLines
 from aar.lab import procs
 from aar.lab.campaign import Campaign, CampaignError, Researcher, fingerprint
 from aar.lab.collect import RefereeView, read_json, researcher_account
@@ -174,8 +175,10 @@ class Lab:
             visible=c.testbed.visible,
             tier=c.testbed.tier,
             max_rows=c.testbed.max_rows,
-            log=lambda m: self.console.print(f"  {m}"),
+            log=self._say,
             show_progress=self.console.is_terminal,
+            # no terminal (a log file, a background job): a line with rate and ETA every 15 s instead
+            on_progress=None if self.console.is_terminal else EtaLines(self._say, every=15.0),
             seeds=c.referee.seeds,
             dev_budget_per_day=c.referee.dev_budget_per_day,
             run_budget_per_day=c.referee.run_budget_per_day,
@@ -190,6 +193,10 @@ class Lab:
             done_marker.write_text(now_iso())
         self.admin_token = self.tokens["admin"]
         self.console.print(f"referee ready ({time.monotonic() - t0:.0f} s)")
+
+    def _say(self, message: str) -> None:
+        """One indented line of set-up output (task sizes, extraction progress)."""
+        self.console.print(f"  {message}", highlight=False)
 
     def _start_referee(self) -> None:
         r = self.campaign.referee

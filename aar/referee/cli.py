@@ -43,6 +43,7 @@ def init_cmd(
     baselines: bool = typer.Option(True, help="Score the built-in methods for the leaderboard."),
 ) -> None:
     """Build the private data dir: splits, labels, the weak teacher's and the ceiling's predictions."""
+    from aar.eta import EtaLines
     from aar.referee.datadir import DataDirError
     from aar.referee.setup import initialise
 
@@ -58,6 +59,9 @@ def init_cmd(
             baselines=baselines,
             rebuild=True,
             log=_err,
+            # extraction takes minutes on first use: a bar with an ETA on a terminal, else ETA lines
+            show_progress=sys.stderr.isatty(),
+            on_progress=None if sys.stderr.isatty() else EtaLines(_err, every=15.0),
             db_url=db,
             seeds=seeds,
             dev_budget_per_day=dev_budget,

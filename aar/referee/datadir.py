@@ -15,6 +15,7 @@ with a ``private`` mask: the idea cannot tell the public items from the private 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -27,6 +28,7 @@ import numpy as np
 
 from aar.atomic import atomic_write
 from aar.contract import AdminTaskCard, ResearcherTaskCard
+from aar.w2s.features import ProgressHook
 from aar.w2s.methods import IdeaContext
 from aar.w2s.pgr import pgr_stats
 from aar.w2s.student import HeadProtocol
@@ -53,6 +55,7 @@ def init_data_dir(
     tier: str = "default",
     max_rows: int | None = None,
     show_progress: bool = False,
+    on_progress: ProgressHook | None = None,
     log=print,
 ) -> list[str]:
     """Prepare each task with the testbed and store what the referee needs to score it.
@@ -60,7 +63,8 @@ def init_data_dir(
     ``tasks`` lists the home task first, then the others; those also named in ``visible`` are
     visible secondary tasks, the rest are held out. A task whose weak teacher does not beat the
     majority-class rate on ``final`` is refused (its PGR would measure nothing), before anything is
-    written for it."""
+    written for it. ``on_progress(label, done, total)`` follows each feature extraction (label:
+    "features MODEL for TASK"), e.g. ``aar.eta.EtaLines`` where there is no terminal for a bar."""
     from aar.w2s import defaults
     from aar.w2s.experiment import prepare, teacher_beats_majority
 
@@ -77,7 +81,12 @@ def init_data_dir(
     for name in names:
         start = time.perf_counter()
         role = "home" if name == home else "visible" if name in visible else "held_out"
-        prep = prepare(name, tier, max_rows=max_rows, role=role, show_progress=show_progress)
+        hook = None
+        if on_progress is not None:
+            hook = functools.partial(_task_progress, on_progress, name)
+        prep = prepare(
+            name, tier, max_rows=max_rows, role=role, show_progress=show_progress, on_progress=hook
+        )
         final = prep.splits["final"]
         ok, weak_acc, majority = teacher_beats_majority(final.labels, prep.weak_probs["final"])
         if not ok:
@@ -118,6 +127,10 @@ def init_data_dir(
         log(f"{name} ({role}): {sizes} (final: {n_private} private) ({time.perf_counter() - start:.1f} s)")
     atomic_write(data_dir / "manifest.json", json.dumps(manifest, indent=2), mode=0o600)
     return names
+
+
+def _task_progress(hook: ProgressHook, task: str, model: str, done: int, total: int) -> None:
+    hook(f"features {model} for {task}", done, total)
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:

@@ -42,6 +42,7 @@ def initialise(
     agents: Sequence[str] | Mapping[str, int | None] = (),
     log: Callable[[str], None] = print,
     show_progress: bool = False,
+    on_progress: Callable[[str, int, int], None] | None = None,
     **config_overrides,
 ) -> dict[str, str]:
     """Prepare tasks (home first; those in ``visible`` are visible secondary tasks, the others held
@@ -62,6 +63,7 @@ def initialise(
             max_rows=max_rows,
             log=log,
             show_progress=show_progress,
+            on_progress=on_progress,
         )
     config = RefereeConfig.load(data, **config_overrides)
     config.save()
