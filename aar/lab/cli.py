@@ -163,6 +163,28 @@ def report_cmd(folder: Path = typer.Argument(..., help="A campaign folder with s
     console.print(f"report: {path}")
 
 
+@app.command("export")
+def export_cmd(
+    folder: Path = typer.Argument(..., help="A finished campaign folder (runs/<name>, with snapshot.json)."),
+    inspect: bool = typer.Option(False, "--inspect", help="Write an Inspect eval log (for `inspect view`)."),
+    out: Path = typer.Option(None, "--out", help="Folder for the log (default FOLDER/inspect)."),
+) -> None:
+    """Export a finished campaign in another tool's format (today: Inspect's eval log)."""
+    if not inspect:
+        fail("choose a format: --inspect (an Inspect eval log, one sample per researcher)")
+    try:
+        from aar.lab.export_inspect import ExportError, export_inspect
+    except ImportError as exc:
+        fail(str(exc))
+        return
+    try:
+        path = export_inspect(folder, out)
+    except ExportError as exc:
+        fail(str(exc))
+        return
+    console.print(f"inspect log: {path}\n  view it with: inspect view --log-dir {path.parent}")
+
+
 def demo(minutes: float | None, agents: int | None, out: Path) -> None:
     """The offline demo campaign; a finished earlier demo in ``out`` is kept under a new name."""
     from aar.lab.layout import CampaignDir
