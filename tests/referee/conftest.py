@@ -15,18 +15,30 @@ from aar.referee.auth import add_agent
 from aar.referee.config import RefereeConfig
 from aar.referee.datadir import init_data_dir
 
-HOME, HELD, VISIBLE = "sentiment_movies", "parentheses", "party_speeches"
+# navigate is the one task whose weak teacher beats the majority class at 1500 rows on the fast tier
+# (sentiment_movies: 0.630 vs 0.654; parentheses held out: 0.488 vs 0.503): it is home here, with a dev
+# PGR that is defined (weak 0.69, ceiling 0.92 on 150 dev items).
+HOME, HELD, VISIBLE = "navigate", "parentheses", "humaneval_match"
 _counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
-    """sentiment_movies (home), parentheses (held out) and party_speeches (visible), 1500 rows
-    each at most: home dev ~170 items, PGR defined on dev."""
+    """navigate (home), parentheses (held out) and humaneval_match (visible), 1500 rows each at
+    most. init refuses a task whose weak teacher does not beat the majority class (its own test is in
+    test_custody.py); these tests need a held-out task for custody, not a PGR on it, so the check is
+    passed over while this data dir is built."""
     d = tmp_path_factory.mktemp("referee") / "data"
-    init_data_dir(
-        d, tasks=[HOME, HELD, VISIBLE], visible=[VISIBLE], tier="fast", max_rows=1500, log=lambda *_a: None
-    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("aar.w2s.experiment.teacher_beats_majority", lambda labels, probs: (True, 0.0, 0.0))
+        init_data_dir(
+            d,
+            tasks=[HOME, HELD, VISIBLE],
+            visible=[VISIBLE],
+            tier="fast",
+            max_rows=1500,
+            log=lambda *_a: None,
+        )
     RefereeConfig(data_dir=d, seeds=2).save()
     return d
 

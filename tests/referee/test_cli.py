@@ -12,6 +12,8 @@ from aar.referee.cli import app
 from aar.referee.config import RefereeConfig
 from aar.referee.db import Database, Flag, Run
 
+from .conftest import HOME
+
 
 def test_add_agent_export_and_review(data_dir, tmp_path):
     db = f"sqlite:///{tmp_path}/cli.db"
@@ -39,7 +41,7 @@ def test_add_agent_export_and_review(data_dir, tmp_path):
     assert dup.exit_code == 2
     out = tmp_path / "public"
     assert runner.invoke(app, ["export-public", "--data", str(data_dir), "--out", str(out)]).exit_code == 0
-    assert (out / "sentiment_movies" / "dev.jsonl").exists()
+    assert (out / HOME / "dev.jsonl").exists()
 
     database = Database(RefereeConfig.load(data_dir, db_url=db).database_url)
     with database.write() as s:
@@ -47,7 +49,7 @@ def test_add_agent_export_and_review(data_dir, tmp_path):
             agent_id=1,
             commit="c" * 40,
             idea_path="i.py",
-            task="sentiment_movies",
+            task=HOME,
             seeds=1,
             day="d",
             status="done",
