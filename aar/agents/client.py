@@ -1,6 +1,7 @@
 """The researcher's tools as a command line, for use inside the sandbox (and for debugging outside).
 
     python -m aar.agents.client leaderboard '{"limit": 5}'
+    python -m aar.agents.client schema '{"tool": "submit_run"}'     # arguments' JSON Schema (all: no tool)
     aar agent tool forum_search --json-args '{"query": "confidence"}'
 
 Inside the sandbox the referee is the bind-mounted Unix socket ``$AAR_REFEREE`` and the token
@@ -10,6 +11,7 @@ Prints the tool's result; exit code 0 on success, 1 on an error result, 2 on usa
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -32,6 +34,15 @@ def run_tool(name: str, args_json: str) -> int:
         for spec in box.specs():
             print(f"{spec['name']}: {spec['description']}")
         return 0
+    if name == "schema":  # the arguments' JSON Schema, from the same pydantic models the LLM tools use
+        try:
+            wanted = json.loads(args_json or "{}").get("tool")
+        except (ValueError, AttributeError):
+            print('usage: schema \'{"tool": NAME}\'', file=sys.stderr)
+            return 2
+        specs = [s for s in box.specs() if wanted in (None, s["name"])]
+        print(json.dumps({s["name"]: s["input_schema"] for s in specs}, indent=1))
+        return 0 if specs else 2
     result = box.call(name, args_json or "{}")
     print(result.content)
     return 1 if result.is_error else 0

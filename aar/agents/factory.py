@@ -61,13 +61,16 @@ class Built:
     system: str
     kickoff: str
     backend: str = "scripted"
+    base_url: str | None = None
 
     def run(self, model: str | None = None) -> str:
-        """Run the session: the aar loop, or the session runner of a backend with a loop of its own."""
+        """Run the session: the aar loop, or the session runner of a backend with a loop of its own
+        (called as ``runner(toolbox, transcript, budget, system, kickoff, model, base_url=...)``)."""
         if self.researcher is not None:
             return self.researcher.run()
-        runner = backend_info(self.backend).load()
-        return runner(self.toolbox, self.transcript, self.budget, self.system, self.kickoff, model)
+        info = backend_info(self.backend)
+        parts = (self.toolbox, self.transcript, self.budget, self.system, self.kickoff)
+        return info.load()(*parts, model or info.default_model, base_url=self.base_url)
 
 
 def build(s: Settings) -> Built:
@@ -137,7 +140,7 @@ def build(s: Settings) -> Built:
             direction=s.direction,
         )
         researcher = Researcher(backend, toolbox, transcript, budget, system, kickoff, s.loop)
-    return Built(researcher, home, toolbox, transcript, budget, system, kickoff, s.backend)
+    return Built(researcher, home, toolbox, transcript, budget, system, kickoff, s.backend, s.base_url)
 
 
 def run(s: Settings) -> str:

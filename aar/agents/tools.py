@@ -1,6 +1,7 @@
-"""The researcher's tools, defined once (name, description, JSON schema, handler) and exposed three
-ways: as LLM tools (``specs()``), as an MCP server (``aar.agents.mcp_server``) and as the ``aar``
-client CLI inside the sandbox (``aar.agents.client``).
+"""The researcher's tools, defined once (name, description, pydantic argument model, handler) and
+exposed three ways: as LLM tools (``specs()``), as an MCP server (``aar.agents.mcp_server``) and as the
+``aar`` client CLI inside the sandbox (``aar.agents.client``). The argument model is the only schema:
+the JSON Schema all three publish is derived from it, and so is the validation behind them.
 
 A handler gets validated arguments and returns text for the model. Anything that goes wrong (bad
 arguments, a failing command, a 4xx from the referee, an unreachable referee) becomes an error
@@ -17,10 +18,9 @@ import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
 
-import jsonschema
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from aar.agents.referee import RefereeClient, RefereeError, RefereeUnavailable
 from aar.agents.runner import PYTHON, Runner
@@ -79,19 +79,57 @@ class ToolContext:
         return self.task_cards()[0]["name"]
 
 
-@dataclass
+class Args(BaseModel):
+    """A tool's arguments. The model is the single source of the JSON Schema that all three exposures
+    publish (LLM tool specs, the MCP server, the in-sandbox CLI) and of the validation behind them;
+    unknown fields are an error, so a misspelt argument is never silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def _clean(node: Any) -> Any:
+    """Pydantic's schema as model APIs want it: no titles, an optional field as its plain type (null is
+    still accepted on input, just not advertised), no ``default: null``."""
+    if isinstance(node, list):
+        return [_clean(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {
+        k: ({name: _clean(sub) for name, sub in v.items()} if k == "properties" else _clean(v))
+        for k, v in node.items()
+        if k != "title" and not (k == "default" and v is None)
+    }
+    options = out.get("anyOf")
+    if isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
+        (kept,) = [o for o in options if o != {"type": "null"}]
+        del out["anyOf"]
+        out = {**kept, **out}
+    return out
+
+
+def schema_of(model: type[Args]) -> dict:
+    schema = _clean(model.model_json_schema())
+    schema.setdefault("properties", {})
+    schema.setdefault("required", [])
+    return schema
+
+
+@dataclass(frozen=True)
 class Tool:
+    """One tool: its name, what the model is told, its argument model and its handler. The handler gets
+    the validated arguments as a dict of the fields the caller gave (coerced to their types)."""
+
     name: str
     description: str
-    schema: dict
+    args: type[Args]
     handler: Callable[[ToolContext, dict], Any]
+
+    @property
+    def schema(self) -> dict:
+        return schema_of(self.args)
 
     def spec(self) -> dict:
         return {"name": self.name, "description": self.description, "input_schema": self.schema}
-
-
-def _obj(props: dict, required: list[str] | None = None) -> dict:
-    return {"type": "object", "properties": props, "required": required or [], "additionalProperties": False}
 
 
 def _truncate(text: str, limit: int) -> str:
@@ -455,64 +493,121 @@ def _notebook(ctx: ToolContext, a: dict) -> str:
 
 # -- the table ---------------------------------------------------------------------------------------
 
-_KIND = {"type": "string", "enum": ["result", "hypothesis", "insight", "failure"]}
+Kind = Literal["result", "hypothesis", "insight", "failure"]
+Sha = Annotated[str, Field(pattern="^[0-9a-fA-F]{7,40}$")]
+
+
+class ShellArgs(Args):
+    command: str = Field(min_length=1)
+    timeout: float | None = Field(
+        None, gt=0, le=7200, description="seconds (default 300); the whole process group is killed after"
+    )
+
+
+class ReadFileArgs(Args):
+    path: str = Field(min_length=1)
+    offset: int | None = Field(None, ge=0)
+    limit: int | None = Field(None, ge=1)
+
+
+class WriteFileArgs(Args):
+    path: str = Field(min_length=1)
+    content: str
+    append: bool | None = None
+
+
+class EditFileArgs(Args):
+    path: str = Field(min_length=1)
+    old: str = Field(min_length=1)
+    new: str
+    replace_all: bool | None = None
+
+
+class ForumPostArgs(Args):
+    title: str = Field(min_length=1, max_length=300)
+    body: str
+    kind: Kind
+    tags: list[str] | None = Field(None, max_length=20)
+    cites: list[Annotated[int, Field(ge=1)]] | None = Field(None, max_length=50)
+
+
+class ForumSearchArgs(Args):
+    query: str | None = None
+    kind: Kind | None = None
+    author: str | None = None
+    limit: int | None = Field(None, ge=1, le=100)
+
+
+class ForumReadArgs(Args):
+    post_id: int = Field(ge=1)
+
+
+class CodePushArgs(Args):
+    message: str | None = None
+
+
+class CodeFetchArgs(Args):
+    commit: Sha
+    dest: str | None = None
+
+
+class DevEvaluateArgs(Args):
+    task: str | None = None
+    idea_path: str | None = None
+    predictions_path: str | None = None
+    seed: int | None = Field(None, ge=0)
+
+
+class SubmitRunArgs(Args):
+    commit: Sha
+    idea_path: str = Field(pattern=r"^[^/].*\.py$")
+    task: str | None = None
+
+
+class RunStatusArgs(Args):
+    run_id: int | None = Field(None, ge=1)
+    wait_seconds: float | None = Field(None, ge=0, le=900)
+    limit: int | None = Field(None, ge=1, le=100)
+
+
+class LeaderboardArgs(Args):
+    limit: int | None = Field(None, ge=1, le=200)
+
+
+class TasksArgs(Args):
+    pass
+
+
+class NotebookArgs(Args):
+    action: Literal["append", "read"]
+    text: str | None = None
+    max_chars: int | None = Field(None, ge=100)
+
+
 TOOLS: list[Tool] = [
     Tool(
         "shell",
         "Run a bash command in your workspace (sandboxed: no network, your files only). "
         "Output is truncated; redirect long output to a file.",
-        _obj(
-            {
-                "command": {"type": "string", "minLength": 1},
-                "timeout": {
-                    "type": "number",
-                    "exclusiveMinimum": 0,
-                    "maximum": 7200,
-                    "description": "seconds (default 300); the whole process group is killed after",
-                },
-            },
-            ["command"],
-        ),
+        ShellArgs,
         _shell,
     ),
     Tool(
         "read_file",
         "Read a text file (path relative to your workspace), optionally a range of lines.",
-        _obj(
-            {
-                "path": {"type": "string", "minLength": 1},
-                "offset": {"type": "integer", "minimum": 0},
-                "limit": {"type": "integer", "minimum": 1},
-            },
-            ["path"],
-        ),
+        ReadFileArgs,
         _read_file,
     ),
     Tool(
         "write_file",
         "Create or overwrite (or append to) a text file in your workspace.",
-        _obj(
-            {
-                "path": {"type": "string", "minLength": 1},
-                "content": {"type": "string"},
-                "append": {"type": "boolean"},
-            },
-            ["path", "content"],
-        ),
+        WriteFileArgs,
         _write_file,
     ),
     Tool(
         "edit_file",
         "Replace an exact, unique snippet of a file by new text.",
-        _obj(
-            {
-                "path": {"type": "string", "minLength": 1},
-                "old": {"type": "string", "minLength": 1},
-                "new": {"type": "string"},
-                "replace_all": {"type": "boolean"},
-            },
-            ["path", "old", "new"],
-        ),
+        EditFileArgs,
         _edit_file,
     ),
     Tool(
@@ -520,53 +615,34 @@ TOOLS: list[Tool] = [
         "Share a result, hypothesis, insight or failure with the other researchers. Cite "
         "official run ids: a post shows its cited runs' released public numbers from the referee's "
         "records, never numbers typed in the body.",
-        _obj(
-            {
-                "title": {"type": "string", "minLength": 1, "maxLength": 300},
-                "body": {"type": "string"},
-                "kind": _KIND,
-                "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 20},
-                "cites": {"type": "array", "items": {"type": "integer", "minimum": 1}, "maxItems": 50},
-            },
-            ["title", "body", "kind"],
-        ),
+        ForumPostArgs,
         _forum_post,
     ),
     Tool(
         "forum_search",
         "Search the forum (full text), newest first; each post's cited runs come with their released "
         "public PGR per home/visible task.",
-        _obj(
-            {
-                "query": {"type": "string"},
-                "kind": _KIND,
-                "author": {"type": "string"},
-                "limit": {"type": "integer", "minimum": 1, "maximum": 100},
-            }
-        ),
+        ForumSearchArgs,
         _forum_search,
     ),
     Tool(
         "forum_read",
         "Read one forum post in full, with its comments and cited runs.",
-        _obj({"post_id": {"type": "integer", "minimum": 1}}, ["post_id"]),
+        ForumReadArgs,
         _forum_read,
     ),
     Tool(
         "code_push",
         "Commit everything in your workspace and push it to the referee's code store. "
         "Returns the commit sha to cite in submit_run.",
-        _obj({"message": {"type": "string"}}),
+        CodePushArgs,
         _code_push,
     ),
     Tool(
         "code_fetch",
         "Check out any pushed commit (yours or another researcher's) into a folder of your "
         "workspace (default others/<sha>).",
-        _obj(
-            {"commit": {"type": "string", "pattern": "^[0-9a-fA-F]{7,40}$"}, "dest": {"type": "string"}},
-            ["commit"],
-        ),
+        CodeFetchArgs,
         _code_fetch,
     ),
     Tool(
@@ -577,14 +653,7 @@ TOOLS: list[Tool] = [
         "(rounded), improved=true when your submission significantly beat it (otherwise the previous "
         "release is repeated). Give idea_path to run your idea file on the dev inputs, or "
         "predictions_path to a JSON {id: probability}.",
-        _obj(
-            {
-                "task": {"type": "string"},
-                "idea_path": {"type": "string"},
-                "predictions_path": {"type": "string"},
-                "seed": {"type": "integer", "minimum": 0},
-            }
-        ),
+        DevEvaluateArgs,
         _dev_evaluate,
     ),
     Tool(
@@ -594,14 +663,7 @@ TOOLS: list[Tool] = [
         "tasks. final has a public and a private part: you see only the released public PGR per "
         "home/visible task; private and held-out numbers are never shown while the campaign runs. "
         "Budgeted; idempotent.",
-        _obj(
-            {
-                "commit": {"type": "string", "pattern": "^[0-9a-fA-F]{7,40}$"},
-                "idea_path": {"type": "string", "pattern": r"^[^/].*\.py$"},
-                "task": {"type": "string"},
-            },
-            ["commit", "idea_path"],
-        ),
+        SubmitRunArgs,
         _submit_run,
     ),
     Tool(
@@ -611,13 +673,7 @@ TOOLS: list[Tool] = [
         "95% CI) when the run significantly beat the task's best released run, else pgr null and "
         "improved false; best_pgr is the task's best released PGR after it. Exact accuracies, seed "
         "spread, the private part and held-out tasks are never shown.",
-        _obj(
-            {
-                "run_id": {"type": "integer", "minimum": 1},
-                "wait_seconds": {"type": "number", "minimum": 0, "maximum": 900},
-                "limit": {"type": "integer", "minimum": 1, "maximum": 100},
-            }
-        ),
+        RunStatusArgs,
         _run_status,
     ),
     Tool(
@@ -626,7 +682,7 @@ TOOLS: list[Tool] = [
         "bound first), with released public PGRs on the visible tasks. Runs that did not significantly "
         "beat the task's best released run show pgr null and improved false. Private and held-out "
         "numbers are never shown.",
-        _obj({"limit": {"type": "integer", "minimum": 1, "maximum": 200}}),
+        LeaderboardArgs,
         _leaderboard,
     ),
     Tool(
@@ -635,21 +691,14 @@ TOOLS: list[Tool] = [
         "domains, there to check that an idea generalises), with their cards (domain, description, "
         "models, public file sizes). Held-out tasks are not listed: official runs are scored on them "
         "too, but nothing about them is shown while the campaign runs.",
-        _obj({}),
+        TasksArgs,
         _tasks,
     ),
     Tool(
         "notebook",
         "Your persistent research log: append what you tried, learned and plan; read it back "
         "(it survives restarts and context compaction).",
-        _obj(
-            {
-                "action": {"type": "string", "enum": ["append", "read"]},
-                "text": {"type": "string"},
-                "max_chars": {"type": "integer", "minimum": 100},
-            },
-            ["action"],
-        ),
+        NotebookArgs,
         _notebook,
     ),
 ]
@@ -674,12 +723,14 @@ class Toolbox:
             except ValueError as exc:
                 return ToolResult(f"arguments are not valid JSON: {exc}", True)
         try:
-            jsonschema.validate(args, tool.schema)
-        except jsonschema.ValidationError as exc:
-            where = "/".join(str(p) for p in exc.absolute_path) or "arguments"
-            return ToolResult(f"bad arguments for {name} ({where}): {exc.message}", True)
+            parsed = tool.args.model_validate(args)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = "/".join(str(p) for p in err["loc"]) or "arguments"
+            msg = "unknown argument" if err["type"] == "extra_forbidden" else err["msg"]
+            return ToolResult(f"bad arguments for {name} ({where}): {msg}", True)
         try:
-            data = tool.handler(self.ctx, args)
+            data = tool.handler(self.ctx, parsed.model_dump(exclude_unset=True, exclude_none=True))
         except ToolError as exc:
             return ToolResult(_truncate(str(exc), self.ctx.max_chars), True)
         except RefereeError as exc:

@@ -148,7 +148,7 @@ def restore_records(records: list[dict]) -> Restored:
         elif kind == "usage":
             model = rec["model"]
             r.spend.usage[model] = r.spend.usage.get(model, Usage()) + Usage.from_dict(rec["usage"])
-            r.spend.turns += 1
+            r.spend.turns += 0 if rec.get("adjust") else 1  # a true-up of a turn already counted
         elif kind == "tool_result":
             r.answered[rec["id"]] = rec
         elif kind == "official_run":

@@ -105,14 +105,15 @@ class FakeModel:
                         }
                     )
                 nxt = fake._next(body)
-                if self.path.endswith("/messages"):
+                path = self.path.split("?", 1)[0]  # Claude Code's CLI asks /v1/messages?beta=true
+                if path.endswith("/messages"):
                     if nxt is None:
                         return self._json(
                             fake.fail_status,
                             {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
                         )
                     return self._anthropic(body, *nxt)
-                if self.path.endswith("/chat/completions"):
+                if path.endswith("/chat/completions"):
                     if nxt is None:
                         return self._json(
                             fake.fail_status, {"error": {"message": "overloaded", "type": "server"}}

@@ -25,13 +25,13 @@ from aar.agents.prices import PriceTable
 from aar.agents.transcript import Transcript
 from aar.lab.campaign import CampaignError, backend_problems, load, parse
 from tests.agents import toy_backend
-from tests.agents.conftest import HOME_TASK
+from tests.agents.conftest import HELD_TASK, HOME_TASK
 
 ROOT = Path(__file__).resolve().parents[2]
 AAR = [sys.executable, "-m", "aar.cli"]
 TOY_CAMPAIGN = """\
 name: toy
-testbed: {home: %(home)s, held_out: [parentheses], tier: fast, max_rows: 1500}
+testbed: {home: %(home)s, held_out: [%(held)s], tier: fast, max_rows: 1500}
 defaults: {backend: toy, budget: {minutes: 3, turns: 10}}
 researchers:
   - {name: %(name)s, direction: "Try the toy direction."}
@@ -67,7 +67,7 @@ def test_price_table_reads_the_registry() -> None:
 
 def test_toy_backend_runs_a_researcher_through_a_campaign_file(referee, base, agent_name, tmp_path) -> None:
     path = tmp_path / "toy.yaml"
-    path.write_text(TOY_CAMPAIGN % {"name": agent_name, "home": HOME_TASK})
+    path.write_text(TOY_CAMPAIGN % {"name": agent_name, "home": HOME_TASK, "held": HELD_TASK})
     (r,) = load(path).resolved()
     assert (r.backend, r.model) == ("toy", None)
     settings = Settings(
@@ -87,13 +87,13 @@ def test_toy_backend_runs_a_researcher_through_a_campaign_file(referee, base, ag
     reason = built.run(settings.model)
     built.transcript.close()
     assert reason == "the researcher declared its work finished"
-    records = Transcript(base / agent_name / "state" / "transcript.jsonl").records()
+    records = Transcript(built.transcript.path).records()
     start = next(x for x in records if x["type"] == "session_start")
     assert (start["backend"], start["model"]) == ("toy", "toy-1")
     results = [x for x in records if x["type"] == "tool_result"]
     assert [x["name"] for x in results] == ["write_file", "notebook", "leaderboard"]
     assert not any(x["is_error"] for x in results), results
-    assert (base / agent_name / "workspace" / "notes" / "toy.md").read_text() == (
+    assert (built.home.workspace / "notes" / "toy.md").read_text() == (
         "direction: Try the toy direction.\n"
     )
     # four turns at the toy's usage, priced by the toy's registration
@@ -103,7 +103,7 @@ def test_toy_backend_runs_a_researcher_through_a_campaign_file(referee, base, ag
 
 def test_cli_and_lab_find_a_plugin_backend_by_module_or_file(tmp_path) -> None:
     campaign = tmp_path / "toy.yaml"
-    campaign.write_text(TOY_CAMPAIGN % {"name": "toyer", "home": HOME_TASK})
+    campaign.write_text(TOY_CAMPAIGN % {"name": "toyer", "home": HOME_TASK, "held": HELD_TASK})
     check = [*AAR, "lab", "check", str(campaign)]
     refused = subprocess.run(check, capture_output=True, text=True, env=_env())
     assert refused.returncode == 2 and "Traceback" not in refused.stderr

@@ -356,3 +356,46 @@ def test_briefs_read_both_views_and_drop_unknown_tasks() -> None:
     assert run_brief(researcher, [HOME])["released"] == brief["released"]
     rows = leaderboard_rows([run, {"id": 8, "junk": True}], 10, [HOME])
     assert [r["run_id"] for r in rows] == [7]  # a row outside the contract is left out, not half-read
+
+
+def test_schemas_come_from_the_argument_models(box: Toolbox) -> None:
+    """One source for all three exposures: each tool's pydantic model gives the JSON Schema the LLM APIs,
+    the MCP server and the CLI publish, and the validation that names the bad field."""
+    from aar.agents.tools import Args, schema_of
+
+    for t in TOOLS:
+        assert issubclass(t.args, Args) and t.spec()["input_schema"] == schema_of(t.args) == t.schema
+        text = json.dumps(t.schema)
+        assert t.schema["additionalProperties"] is False and '"title": "' not in text and "null" not in text
+    post = next(t for t in TOOLS if t.name == "forum_post").schema
+    assert post["required"] == ["title", "body", "kind"]
+    assert post["properties"]["kind"]["enum"] == ["result", "hypothesis", "insight", "failure"]
+    assert post["properties"]["cites"] == {
+        "items": {"minimum": 1, "type": "integer"},
+        "maxItems": 50,
+        "type": "array",
+    }
+    assert box.call("read_file", {"path": 3}).content == (
+        "bad arguments for read_file (path): Input should be a valid string"
+    )
+    assert (
+        box.call("shell", {"command": "x", "rm": True}).content
+        == "bad arguments for shell (rm): unknown argument"
+    )
+    assert (
+        "(cites/0)"
+        in box.call("forum_post", {"title": "t", "body": "b", "kind": "result", "cites": [0]}).content
+    )
+    assert "(action)" in box.call("notebook", {"action": "erase"}).content
+    # optional arguments may be null (some models send every key), and are then left out
+    assert not box.call("write_file", {"path": "n.txt", "content": "x", "append": None}).is_error
+
+
+def test_the_cli_publishes_the_same_schemas(capsys, monkeypatch) -> None:
+    from aar.agents.client import run_tool
+
+    monkeypatch.delenv("AAR_REFEREE", raising=False)
+    assert run_tool("schema", "{}") == 0
+    published = json.loads(capsys.readouterr().out)
+    assert published == {t.name: t.schema for t in TOOLS}
+    assert run_tool("schema", '{"tool": "nope"}') == 2

@@ -58,6 +58,7 @@ def openai():
 
 @backend(
     "claude-code",
+    default_model="claude-sonnet-4-5",
     requires=("claude_agent_sdk",),
     install="pip install 'aar[claude-code]'",
     env_key="ANTHROPIC_API_KEY",
