@@ -166,3 +166,38 @@ def test_a_session_with_text_calls_survives_a_malformed_one(tmp_path) -> None:
     assert len(tool_msgs) == 4 and tool_msgs[1]["content"].startswith("ERROR: could not read your tool call")
     ids = [c["id"] for m in last if m["role"] == "assistant" for c in m.get("tool_calls", [])]
     assert len(ids) == len(set(ids)) == 4  # every call id unique across the conversation
+
+
+def test_openai_text_backend_for_servers_without_tool_support(tmp_path) -> None:
+    """``openai-text`` sends no ``tools`` field: the tools are in the system prompt, calls and results
+    travel as <tool_call> / <tool_response> text, and the session works the same."""
+    from aar.agents.backends.registry import create_backend
+
+    (tmp_path / "ws").mkdir()
+
+    def script(body, _turn):
+        n = sum(1 for m in body["messages"] if m["role"] == "assistant")
+        if n == 0:
+            return [{"type": "text", "text": hermes("write_file", {"path": "t.txt", "content": "T"})}]
+        if n == 1:
+            return [{"type": "text", "text": hermes("read_file", {"path": "t.txt"})}]
+        return [{"type": "text", "text": "done"}]
+
+    box = Toolbox(ToolContext(runner=LocalRunner(tmp_path / "ws", tmp_path / "ws"), referee=None))
+    transcript = Transcript(tmp_path / "t.jsonl")
+    with FakeModel(script) as fake:
+        backend = create_backend("openai-text", "llama", base_url=fake.url + "/v1", stream=False)
+        budget = Budget(Limits(turns=10), PriceTable())
+        Researcher(backend, box, transcript, budget, "SYS", "go", LoopConfig(max_idle_turns=1)).run()
+    results = [(r["name"], r["is_error"]) for r in transcript.records() if r["type"] == "tool_result"]
+    assert results == [("write_file", False), ("read_file", False)]
+    bodies = [q["body"] for q in fake.requests]
+    assert all("tools" not in b for b in bodies) and len(bodies) == 3
+    system = bodies[0]["messages"][0]["content"]
+    assert system.startswith("SYS") and "<tools>" in system and '"name": "submit_run"' in system
+    last = bodies[-1]["messages"]
+    assert {m["role"] for m in last} == {"system", "user", "assistant"}  # no role "tool", no tool_calls
+    assert all("tool_calls" not in m for m in last)
+    assert last[2]["content"].startswith("<tool_call>") and '"write_file"' in last[2]["content"]
+    assert last[3]["content"].startswith("<tool_response>\nwrote 1 bytes to t.txt")
+    assert last[5]["content"].endswith("T\n</tool_response>")

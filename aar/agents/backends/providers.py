@@ -57,6 +57,21 @@ def openai():
 
 
 @backend(
+    "openai-text",
+    default_model="local",
+    requires=("openai",),
+    install="pip install openai",
+    env_key="OPENAI_API_KEY",
+    description="an OpenAI-compatible endpoint without tool support: tools in the system prompt, "
+    "calls and results as <tool_call> / <tool_response> text",
+)
+def openai_text():
+    from aar.agents.backends.openai_text import OpenAITextBackend
+
+    return OpenAITextBackend
+
+
+@backend(
     "claude-code",
     default_model="claude-sonnet-4-5",
     requires=("claude_agent_sdk",),
