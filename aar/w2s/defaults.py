@@ -7,9 +7,10 @@ from __future__ import annotations
 
 HOME_TASK = "sentiment_movies"
 # Held out: from domains other than the home task's, each with a weak teacher above the majority-class
-# rate and a ceiling-weak gap over 3 SE on its final (bench/results/heldout_selection.json). The
-# campaigns add party_speeches as a visible task.
-HELD_OUT_TASKS: tuple[str, ...] = ("parentheses", "navigate")
+# rate and a ceiling-weak gap over 3 SE on its final (bench/results/heldout_selection.json). Only one
+# since PyPI dropped bigbench 1.0.0: every other candidate that installs today failed the teacher check
+# (aar/w2s/pypi_sources.py says which).
+HELD_OUT_TASKS: tuple[str, ...] = ("navigate",)
 
 # Model pairs, by tier: (weak teacher, strong student). "fast" is for tests and --fast.
 MODEL_PAIRS: dict[str, tuple[str, str]] = {

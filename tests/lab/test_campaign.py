@@ -36,12 +36,12 @@ def test_shipped_campaigns_load_and_resolve() -> None:
 def test_overrides_and_minutes() -> None:
     c = load(
         ROOT / "campaigns" / "claude.yaml",
-        ["n_researchers=2", "defaults.base_url=http://127.0.0.1:9", "testbed.held_out=[parentheses]"],
+        ["n_researchers=2", "defaults.base_url=http://127.0.0.1:9", "testbed.held_out=[navigate]"],
     )
     apply_minutes(c, 1.5)
     rs = c.resolved()
     assert len(rs) == 2 and rs[1].base_url == "http://127.0.0.1:9" and rs[1].budget.minutes == 1.5
-    assert c.testbed.tasks == ["sentiment_movies", "parentheses", "party_speeches"]
+    assert c.testbed.tasks == ["sentiment_movies", "navigate"]
 
 
 def test_researcher_budget_overrides_keep_zero() -> None:
@@ -142,7 +142,7 @@ def test_demo_keeps_a_finished_demo_aside_and_resumes_an_unfinished_one(tmp_path
 
 def test_visible_tasks_and_report_top_k() -> None:
     c = parse({"name": "x", "testbed": {"visible": ["fever"]}, "report_top_k": 3})
-    assert c.testbed.tasks == ["sentiment_movies", "parentheses", "navigate", "fever"]  # home first
+    assert c.testbed.tasks == ["sentiment_movies", "navigate", "fever"]  # home first
     assert c.report_top_k == 3
     d = parse({"name": "x"})
     assert d.testbed.visible == [] and d.report_top_k == 5

@@ -56,7 +56,7 @@ def test_campaign_runs_to_a_report(finished_campaign) -> None:
         assert state.stat().st_mode & 0o777 == 0o700  # transcripts are not readable by the researchers
     done = [r for r in snap["runs"] if r["status"] == "done" and not r["baseline"]]
     assert {r["author"] for r in done} == {"prior", "confidence"}
-    assert all(set(r["results"]) == {"sentiment_movies", "parentheses"} for r in done)
+    assert all(set(r["results"]) == {"navigate_turns", "navigate"} for r in done)
     assert not [r for r in snap["runs"] if r["status"] in ("queued", "running")]  # drained
     report = (folder / "report.md").read_text()
     assert "# Campaign report: mini" in report and "| prior |" in report
@@ -173,7 +173,7 @@ def test_claude_campaign_against_the_fake_model_server(tmp_path: Path, monkeypat
                 "--set",
                 "testbed.max_rows=600",
                 "--set",
-                "testbed.held_out=[parentheses]",
+                "testbed.held_out=[navigate]",
                 "--set",
                 "referee.port=0",
                 "--set",
