@@ -26,12 +26,30 @@ def peer_uid(sock: socket.socket | None) -> int | None:
     return uid
 
 
+def no_delay(sock: socket.socket | None) -> None:
+    """Switch Nagle's algorithm off on a TCP connection.
+
+    Why: asyncio does it only for sockets whose ``proto`` is IPPROTO_TCP, and a listener made by
+    ``socket.create_server`` (aar.referee.listen) has proto 0, so its connections kept Nagle on. A
+    response goes out in two writes (head, body); the second waited for the client's delayed ACK,
+    which put a 40-50 ms floor under every request after the first on a kept-alive connection
+    (measured: 45 ms for GET /me on a reused httpx connection, 1.5 ms with this)."""
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
+
 class PeerCredProtocol(H11Protocol):
-    """uvicorn's h11 protocol that puts the peer's uid into every request's scope on a Unix socket."""
+    """uvicorn's h11 protocol that puts the peer's uid into every request's scope on a Unix socket,
+    and sends without Nagle's delay on TCP."""
 
     def connection_made(self, transport) -> None:  # noqa: ANN001 (asyncio.Transport)
         super().connection_made(transport)
-        uid = peer_uid(transport.get_extra_info("socket"))
+        sock = transport.get_extra_info("socket")
+        no_delay(sock)
+        uid = peer_uid(sock)
         if uid is None:
             return
         inner = self.app
