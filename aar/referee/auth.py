@@ -105,6 +105,16 @@ class Authenticator:
             self._cache[digest] = ident
         return ident
 
+    def cached(self, authorization: str | None, peer_uid: int | None) -> Identity | None:
+        """The caller's identity when it needs no database (a known token over TCP), else None: the
+        request path calls this on the event loop and goes to a worker thread only on None."""
+        if peer_uid is not None or not authorization:
+            return None
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        return self._cache.get(hash_token(token.strip()))
+
     def identify_peer(self, authorization: str | None, peer_uid: int | None) -> Identity:
         """The caller's identity, given the peer uid of a Unix-socket connection (None over TCP).
 

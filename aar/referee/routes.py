@@ -52,14 +52,22 @@ async def no_duplicate_keys(request: Request) -> None:
 
 
 def build_router(ref) -> APIRouter:  # noqa: ANN001 (aar.referee.app.Referee; avoids an import cycle)
-    def who(
+    async def who(
         creds: HTTPAuthorizationCredentials | None = Depends(_bearer), request: Request = None
     ) -> Identity:  # type: ignore[assignment]
+        """Async, so that a known token costs no trip to a worker thread (a sync dependency is one,
+        on top of the endpoint's); anything that needs the database goes to one."""
+        from starlette.concurrency import run_in_threadpool
+
         header = request.headers.get("authorization") if request is not None else None
         peer = request.scope.get(PEER_UID) if request is not None else None
-        return ref.auth.identify_peer(header if creds is None else f"Bearer {creds.credentials}", peer)
+        auth = header if creds is None else f"Bearer {creds.credentials}"
+        known = ref.auth.cached(auth, peer)
+        if known is not None:
+            return known
+        return await run_in_threadpool(ref.auth.identify_peer, auth, peer)
 
-    def admin(me: Identity = Depends(who)) -> Identity:
+    async def admin(me: Identity = Depends(who)) -> Identity:
         if not me.is_admin:
             raise ApiError(403, "admin only")
         return me
