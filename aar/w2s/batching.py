@@ -9,7 +9,7 @@ masked out, so a text's vector does not depend on its batch-mates.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,17 +55,23 @@ def pad(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarr
 
 
 def tokenized_batches(
-    tokenizer, texts: Sequence[str], max_length: int, max_tokens: int, pad_id: int
-) -> Iterator[Batch]:
+    tokenizer, texts: Sequence[str], max_length: int, max_tokens: int, pad_id: int, min_batches: int = 1
+) -> list[Batch]:
     """Encode all ``texts`` in one call of a ``tokenizers.Tokenizer`` (truncated to ``max_length``, no
-    padding), then yield padded token-budget batches."""
+    padding), then cut padded token-budget batches. The budget shrinks so that there are at least
+    ``min_batches`` batches when the texts allow it, so a small call still keeps every worker busy."""
     tokenizer.no_padding()
     tokenizer.enable_truncation(max_length=max_length)
     encodings = tokenizer.encode_batch(list(texts))
     lengths = [len(e.ids) for e in encodings]
-    for index in token_budget_batches(lengths, max_tokens):
+    budget = max_tokens
+    if min_batches > 1 and lengths:
+        budget = max(1, min(max_tokens, sum(lengths) // min_batches))
+    batches = []
+    for index in token_budget_batches(lengths, budget):
         input_ids, mask = pad([encodings[i].ids for i in index], pad_id)
-        yield Batch(index, input_ids, mask)
+        batches.append(Batch(index, input_ids, mask))
+    return batches
 
 
 def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
