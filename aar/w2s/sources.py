@@ -63,8 +63,8 @@ def _bigbench_json(task_path: str) -> dict:
     path = data_dir() / "bigbench" / f"{task_path.replace('/', '__')}.json"
     if not path.exists():
         raise TaskDataError(
-            f"{path}: BIG-bench task {task_path!r} is not in the data cache; run `aar w2s fetch-data` "
-            "(make setup does it)"
+            f"{path}: BIG-bench task {task_path!r} is not in the data cache; it comes from the bigbench "
+            "1.0.0 sdist, which PyPI no longer serves: `aar w2s fetch-data --sdist PATH` with your copy"
         )
     try:
         return json.loads(path.read_text(encoding="utf-8"))

@@ -74,7 +74,7 @@ def test_researcher_budget_overrides_keep_zero() -> None:
         ),
         ({"name": "x", "testbed": {"visible": ["sentiment_movies"]}}, "also listed in visible"),
         ({"name": "x", "testbed": {"visible": ["fever", "fever"]}}, "visible lists a task twice"),
-        ({"name": "x", "testbed": {"visible": ["parentheses"]}}, "both held out and visible: parentheses"),
+        ({"name": "x", "testbed": {"visible": ["navigate"]}}, "both held out and visible: navigate"),
         ({"name": "x", "report_top_k": 0}, "report_top_k: Input should be greater than or equal to 1"),
     ],
 )

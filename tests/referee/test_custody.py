@@ -215,7 +215,7 @@ def test_flipping_one_final_item_between_runs_learns_nothing_and_is_flagged(make
 
 def test_a_task_whose_weak_teacher_does_not_beat_the_majority_rate_is_refused(tmp_path, monkeypatch):
     """A task whose labels have nothing to do with its texts (the home task's sentences, relabelled by
-    a coin that lands 1 seven times in ten): its 30-label teacher cannot beat the majority-class rate on
+    a coin that lands 1 nine times in ten): its teacher cannot beat the majority-class rate on
     final, so a PGR on it would measure nothing; init refuses it by name and writes no manifest."""
     import random
 
@@ -225,7 +225,7 @@ def test_a_task_whose_weak_teacher_does_not_beat_the_majority_rate_is_refused(tm
 
     home_rows = get_spec(HOME).build()[:1500]
     coin = random.Random(7)
-    noise = [Row(r.id, r.text, int(coin.random() < 0.7), r.group) for r in home_rows]
+    noise = [Row(r.id, r.text, int(coin.random() < 0.9), r.group) for r in home_rows]
     spec = TaskSpec(name="coin_labels", domain="noise", build=lambda: noise)
     monkeypatch.setitem(tasks._REGISTRY, "coin_labels", spec)
     data = tmp_path / "data"

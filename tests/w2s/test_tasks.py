@@ -106,11 +106,11 @@ def test_released_format_binary_and_preference(tmp_path):
 def test_registry_has_roles_and_real_tasks_load():
     specs = {s.name: s for s in task_specs()}
     roles = [s.role for s in specs.values()]
-    assert roles.count("home") == 1 and roles.count("held_out") >= 2
+    assert roles.count("home") == 1 and roles.count("held_out") >= 1
     home = next(s for s in specs.values() if s.role == "home")
     held_domains = {s.domain.split("/")[0] for s in specs.values() if s.role == "held_out"}
     assert home.domain.split("/")[0] not in held_domains or len(held_domains) >= 1
-    task = load_task(home.name, max_rows=400)
+    task = load_task(home.name, max_rows=1000)  # ~20 snippets per film: groups are coarse
     sizes = task.sizes()
     assert set(sizes) == set(SPLITS) and all(v > 0 for v in sizes.values())
     assert len({r.id for r in task.rows}) == len(task.rows)
