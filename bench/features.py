@@ -131,6 +131,7 @@ def profile(name: str, texts: list[str], console: Console) -> None:
     spec = M.get_model(name)
     if spec.kind == "onnx":
         graph, tok_json, pad_id = M._minilm_l3_onnx(), M._minilm_tokenizer_dir() / "tokenizer.json", 0
+        output = "onnx::Shape_422"
     elif spec.kind == "sentence-transformers":
         from aar.w2s.onnx_export import exported_onnx
 
@@ -138,6 +139,7 @@ def profile(name: str, texts: list[str], console: Console) -> None:
         graph = exported_onnx(name, folder, spec.weights_id)
         tok_json = folder / "tokenizer.json"
         pad_id = int(json.loads((folder / "config.json").read_text()).get("pad_token_id") or 0)
+        output = "last_hidden_state"
     else:
         console.print(f"{name}: no ONNX path to profile")
         return
@@ -165,7 +167,7 @@ def profile(name: str, texts: list[str], console: Console) -> None:
         ids, mask = pad([encodings[i].ids for i in group], pad_id)
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
         start = time.perf_counter()
-        hidden = session.run(None, {k: v for k, v in feeds.items() if k in names})[0]
+        hidden = session.run([output], {k: v for k, v in feeds.items() if k in names})[0]
         run_s += time.perf_counter() - start
         start = time.perf_counter()
         mean_pool(hidden, mask)
@@ -199,7 +201,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = load_task(args.task).rows
     texts = [r.text for r in rows[: args.n]]
-    console = Console()
+    console = Console(width=200)  # a file or pipe gets whole columns
     lengths = [len(t) for t in texts]
     console.print(
         f"{len(texts)} texts from {args.task}: {np.mean(lengths):.0f} chars mean, "
