@@ -3,8 +3,9 @@
 Layout: ``<cache>/features/<model key>/<shard>.npz``, each shard holding ``keys`` (sha256 of the
 text) and ``x`` (float32 matrix) plus a checksum of both. A lookup loads the model's shards, computes
 only the texts that are missing, and writes them as a new shard (atomically: temp file + rename).
-The model key hashes the model name and its revision (package version, pooling, max tokens), so a
-model change can never serve stale vectors; a text change changes the text's key.
+The model key hashes the model name and its revision (weights' package version, runtime and its
+version, pooling, max tokens), so a model change can never serve stale vectors, and vectors of two
+runtimes (which differ by rounding) never meet in one experiment; a text change changes the text's key.
 """
 
 from __future__ import annotations
