@@ -69,9 +69,14 @@ def run_campaign(
     missing = backend_problems(campaign, dict(os.environ))
     if missing:
         fail("; ".join(missing) + " (or set defaults.base_url for a proxy)")
+    from aar.referee.datadir import DataDirError
+    from aar.w2s.tasks import TaskDataError
+
     try:
         return Lab(campaign, folder, console=console).run()
-    except (CampaignError, RuntimeError) as exc:  # RuntimeError: the referee failed (its log is named)
+    # RuntimeError: the referee failed (its log is named); TaskDataError / DataDirError: a task cannot
+    # be built or carries no claim (too few rows for a split, a teacher at the majority rate)
+    except (CampaignError, RuntimeError, TaskDataError, DataDirError) as exc:
         fail(str(exc))
         raise
 

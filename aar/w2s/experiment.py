@@ -28,7 +28,7 @@ from aar.w2s.features import ExtractionStats, ProgressHook, features
 from aar.w2s.methods import IdeaContext, resolve_method, validate_predictions
 from aar.w2s.pgr import PGRResult, pgr_stats
 from aar.w2s.student import HeadProtocol, cv_select_c, fit_logistic, select_protocol
-from aar.w2s.tasks import FINAL_PARTS, SPLITS, Task, load_task
+from aar.w2s.tasks import FINAL_PARTS, SPLITS, Task, TaskDataError, load_task
 
 TIERS = tuple(defaults.MODEL_PAIRS)
 
@@ -127,6 +127,12 @@ def prepare(
     weak_name, strong_name = weak_model or weak_name, strong_model or strong_name
     stats = ExtractionStats()
     splits: dict[str, SplitData] = {}
+    for name in SPLITS:  # before minutes of extraction, not after
+        if not task_obj.split(name) and task_obj.fractions.get(name, 1.0) > 0:
+            raise TaskDataError(
+                f"task {task_obj.name!r} has an empty {name} split at {len(task_obj.rows)} rows (rows are "
+                "split by group, e.g. a film's snippets together); use more rows (--max-rows, testbed.max_rows)"
+            )
     all_texts = [row.text for name in SPLITS for row in task_obj.split(name)]
     hook = {"on_progress": on_progress} if on_progress is not None else {}
     weak_all = feature_fn(weak_name, all_texts, show_progress=show_progress, stats=stats, **hook)
@@ -135,8 +141,6 @@ def prepare(
     for name in SPLITS:
         rows = task_obj.split(name)
         n = len(rows)
-        if n == 0 and task_obj.fractions.get(name, 1.0) > 0:
-            raise ValueError(f"task {task_obj.name!r} has an empty {name} split; use more rows")
         splits[name] = SplitData(
             ids=[r.id for r in rows],
             texts=[r.text for r in rows],

@@ -20,8 +20,8 @@ import pytest
 AAR = [sys.executable, "-m", "aar.cli"]
 # a small pair whose weak teacher beats the majority class on the fast tier at 1,500 rows (the referee refuses
 # a task that fails that check; the default home task does at this size), prepared in seconds
-HOME_TASK = "navigate_turns"
-HELD_TASK = "navigate"  # held out: researchers never see its name or numbers
+HOME_TASK = "navigate"
+HELD_TASK = "navigate_turns"  # held out: researchers never see its name or numbers
 _names = itertools.count()
 
 

@@ -18,7 +18,7 @@ import httpx
 AAR = [sys.executable, "-m", "aar.cli"]
 MINI = """\
 name: mini
-testbed: {home: navigate_turns, held_out: [navigate], tier: fast, max_rows: 1500}
+testbed: {home: navigate, held_out: [navigate_turns], tier: fast, max_rows: 1500}
 referee: {seeds: 2, port: 0, drain_minutes: 4}
 defaults: {backend: scripted, budget: {minutes: %(minutes)s}}
 researchers:

@@ -173,7 +173,9 @@ def test_claude_campaign_against_the_fake_model_server(tmp_path: Path, monkeypat
                 "--set",
                 "testbed.max_rows=600",
                 "--set",
-                "testbed.held_out=[navigate]",
+                "testbed.home=navigate",
+                "--set",
+                "testbed.held_out=[navigate_turns]",
                 "--set",
                 "referee.port=0",
                 "--set",
@@ -223,3 +225,15 @@ def test_a_referee_that_cannot_start_is_a_clear_error(tmp_path: Path) -> None:
     assert "the referee exited with code 2" in r.stderr and "cannot listen" in r.stderr
     state = json.loads((tmp_path / "run" / "lab.json").read_text())
     assert state["pids"] == [] and state["status"] == "failed"
+
+
+def test_too_few_rows_for_a_split_is_a_clear_error_before_any_extraction(tmp_path: Path) -> None:
+    """The home task's rows come in groups (a film's snippets together), so a small max_rows can leave
+    dev empty: the lab says so, naming the split and the setting, instead of a traceback."""
+    campaign = write_campaign(tmp_path / "mini.yaml", minutes=0.2)
+    args = [str(campaign), "--out", str(tmp_path / "run"), "--set", "testbed.home=sentiment_movies"]
+    r = run_lab([*args, "--set", "testbed.max_rows=200"], 300)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert "empty dev split" in r.stderr and "testbed.max_rows" in r.stderr
+    state = json.loads((tmp_path / "run" / "lab.json").read_text())
+    assert state["status"] == "failed" and state["pids"] == []

@@ -19,7 +19,7 @@ from tests.lab.minilab import processes, sigint_ignored, start_lab, wait_for
 
 CAMPAIGN = """\
 name: mini
-testbed: {home: navigate_turns, held_out: [navigate], tier: fast, max_rows: 1500}
+testbed: {home: navigate, held_out: [navigate_turns], tier: fast, max_rows: 1500}
 referee: {seeds: 2, port: 0, drain_minutes: 1}
 defaults: {backend: scripted, budget: {minutes: 5}}
 researchers:
