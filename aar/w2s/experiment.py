@@ -131,7 +131,8 @@ def prepare(
         if not task_obj.split(name) and task_obj.fractions.get(name, 1.0) > 0:
             raise TaskDataError(
                 f"task {task_obj.name!r} has an empty {name} split at {len(task_obj.rows)} rows (rows are "
-                "split by group, e.g. a film's snippets together); use more rows (--max-rows, testbed.max_rows)"
+                "split by group, e.g. a film's snippets together); use more rows (--max-rows, "
+                "testbed.max_rows)"
             )
     all_texts = [row.text for name in SPLITS for row in task_obj.split(name)]
     hook = {"on_progress": on_progress} if on_progress is not None else {}
