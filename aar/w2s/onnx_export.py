@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import io
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -104,7 +105,11 @@ def _export_bytes(model_dir: Path) -> bytes:
     mask = (torch.arange(7)[None, :] < torch.tensor([[7], [4]])).long()
     buffer = io.BytesIO()
     axes = {0: "batch", 1: "tokens"}
-    with torch.inference_mode(False), torch.no_grad():
+    # The tracer warns about shape-dependent Python branches in transformers' masking code (checked:
+    # the exported graph matches torch text by text, tests/w2s/test_onnx_export.py); a user running
+    # `make demo` should not read a screen of them on first use.
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         torch.onnx.export(
             Encoder(model),
             (ids, mask),
