@@ -247,6 +247,11 @@ def _ort_encoder(
         batches = tokenized_batches(
             tokenizer, texts, spec.max_tokens, spec.tokens_per_batch, pad_id, min_batches=2 * workers
         )
+        # Batches come out shortest first; run them in a fixed shuffled order instead, so the texts/s
+        # that the progress line (and its ETA) sees early is the rate of the whole job, not of its
+        # shortest texts (it read 69/s and an ETA of 85 s for a job that ended at 40/s, 173 s).
+        # The same batches, so the same vectors.
+        batches = [batches[i] for i in np.random.default_rng(0).permutation(len(batches))]
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"aar-{spec.name}") as pool:
             for batch, pooled in zip(batches, pool.map(run, batches), strict=True):
                 out[batch.index] = pooled
