@@ -18,10 +18,11 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from aar.agents.prices import PriceTable, Usage
+from aar.agents.prices import PriceTable
+from aar.transcript_format import Spend, Usage  # the spend is read from the transcript (re-exported)
 
 log = logging.getLogger("aar.agents")
 
@@ -33,14 +34,6 @@ class Limits:
     hours: float | None = None
     official_runs: int | None = None
     turns: int | None = None  # a safety net for runaway loops, not a research budget
-
-
-@dataclass
-class Spend:
-    usage: dict[str, Usage] = field(default_factory=dict)  # by model
-    seconds_before: float = 0.0  # active seconds of earlier sessions
-    official_runs: int = 0
-    turns: int = 0
 
 
 class Budget:

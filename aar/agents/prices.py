@@ -13,7 +13,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from aar.transcript_format import Usage  # the token counts are the transcript's format (re-exported)
+
 log = logging.getLogger("aar.agents")
+
+__all__ = ["Price", "PriceTable", "Usage", "default_prices", "load_prices"]
 
 
 @dataclass(frozen=True)
@@ -32,46 +36,6 @@ def default_prices() -> dict[str, Price]:
     from aar.agents.backends.registry import registered_prices
 
     return registered_prices()
-
-
-@dataclass
-class Usage:
-    """Token counts of one or more turns. ``input`` excludes cached tokens (both APIs' totals are
-    normalised to that by the backends)."""
-
-    input: int = 0
-    output: int = 0
-    cache_write: int = 0
-    cache_read: int = 0
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(
-            self.input + other.input,
-            self.output + other.output,
-            self.cache_write + other.cache_write,
-            self.cache_read + other.cache_read,
-        )
-
-    @property
-    def total(self) -> int:
-        return self.input + self.output + self.cache_write + self.cache_read
-
-    def to_dict(self) -> dict[str, int]:
-        return {
-            "input": self.input,
-            "output": self.output,
-            "cache_write": self.cache_write,
-            "cache_read": self.cache_read,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Usage:
-        return cls(
-            int(d.get("input", 0)),
-            int(d.get("output", 0)),
-            int(d.get("cache_write", 0)),
-            int(d.get("cache_read", 0)),
-        )
 
 
 class PriceTable:

@@ -5,6 +5,9 @@ compactions), the spend (usage by model, official runs, active seconds of earlie
 tool calls that were started but never answered. Each line is flushed as it is written, so a
 SIGKILL loses at most the line being written (a torn last line is ignored on restore).
 
+The record types and the readers (``restore_records``, ``cached_records``) are ``aar.transcript_format``:
+it sits below every part so the lab and the referee's dashboard read the file without importing this one.
+
 Secrets never reach the file: every line passes through a ``Redactor`` that replaces the values of
 API keys and tokens (from the environment and those handed to it) before it is written.
 """
@@ -16,11 +19,12 @@ import os
 import re
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from aar.agents.budget import Spend
-from aar.agents.prices import Usage
+# the format and its readers live below every part, so the dashboard and the lab read it too (re-exported)
+from aar.transcript_format import Restored, cached_records, read_records, restore_records
+
+__all__ = ["Redactor", "Restored", "Transcript", "cached_records", "read_records", "restore_records"]
 
 _SECRET_NAME = re.compile(r"(API_KEY|TOKEN|SECRET|PASSWORD|AUTH)", re.I)
 
@@ -43,18 +47,6 @@ class Redactor:
             if s in text:
                 text = text.replace(s, "[REDACTED]")
         return text
-
-
-@dataclass
-class Restored:
-    messages: list[dict] = field(default_factory=list)
-    spend: Spend = field(default_factory=Spend)
-    sessions: int = 0
-    # tool_use ids of the last assistant message already answered (id -> result record)
-    answered: dict[str, dict] = field(default_factory=dict)
-    submitted_runs: list[dict] = field(default_factory=list)
-    finished: str | None = None  # why the last session ended, if it ended cleanly
-    final: bool = False  # ...and whether that end is for good (a budget spent, not an interruption)
 
 
 class Transcript:
@@ -108,80 +100,3 @@ class Transcript:
 
     def usage_records(self) -> list[dict]:
         return [r for r in self.records() if r["type"] == "usage"]
-
-
-def read_records(path: Path) -> list[dict]:
-    """Every record of a transcript file, skipping a line torn by a kill; [] when there is no file."""
-    if not path.exists():
-        return []
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line torn by a kill
-    return out
-
-
-def restore_records(records: list[dict]) -> Restored:
-    """The conversation, spend and open tool calls that ``records`` add up to (see the module docstring)."""
-    r = Restored()
-    session_span: dict[int, list[float]] = {}
-    for rec in records:
-        sess = rec.get("session", 0)
-        span = session_span.setdefault(sess, [rec["t"], rec["t"]])
-        span[1] = max(span[1], rec["t"])
-        kind = rec["type"]
-        if kind == "session_start":
-            r.sessions = max(r.sessions, sess)
-            r.finished, r.final = None, False
-        elif kind == "message":
-            r.messages.append(rec["message"])
-            if rec["message"]["role"] == "assistant":
-                r.answered = {}
-        elif kind == "compaction":
-            r.messages = list(rec["messages"])
-        elif kind == "usage":
-            model = rec["model"]
-            r.spend.usage[model] = r.spend.usage.get(model, Usage()) + Usage.from_dict(rec["usage"])
-            r.spend.turns += 0 if rec.get("adjust") else 1  # a true-up of a turn already counted
-        elif kind == "tool_result":
-            r.answered[rec["id"]] = rec
-        elif kind == "official_run":
-            r.spend.official_runs += 1
-            r.submitted_runs.append(rec)
-        elif kind == "session_end":
-            r.finished, r.final = rec.get("reason"), bool(rec.get("final"))
-    r.spend.seconds_before = sum(end - start for start, end in session_span.values())
-    return r
-
-
-_cache: dict[Path, tuple[tuple[int, int], list[dict]]] = {}  # one entry per file: its latest parse
-_cache_lock = threading.Lock()
-
-
-def cached_records(path: Path | None) -> list[dict]:
-    """Read-only records for watchers (the lab's live table, the dashboard) that ask every few seconds:
-    re-parsed only when the file's mtime or size changed. Never creates or writes anything."""
-    if path is None:
-        return []
-    try:
-        st = path.stat()
-    except OSError:
-        return []
-    stamp = (st.st_mtime_ns, st.st_size)
-    with _cache_lock:
-        hit = _cache.get(path)
-    if hit is not None and hit[0] == stamp:
-        return hit[1]
-    try:
-        recs = read_records(path)
-    except OSError:
-        return []
-    with _cache_lock:
-        _cache[path] = (stamp, recs)
-    return recs

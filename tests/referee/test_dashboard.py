@@ -134,6 +134,8 @@ def write_transcript(root, name: str, secret_text: str, status: str | None = Non
             "session": 1,
             "model": "claude-haiku-4-5",
             "usage": {"input": 1_000_000, "output": 0},
+            "cost_usd": 1.0,  # priced by the researcher when spent: the referee has no price table
+            "total_usd": 1.0,
         },
         {"type": "tool_result", "t": 1.0e9 + 4, "session": 1, "id": "t1", "name": "shell", "content": "ok"},
         {"type": "session_end", "t": 1.0e9 + 5, "session": 1, "reason": "dollar budget spent"},
@@ -323,7 +325,7 @@ def test_transcripts_are_visible_to_admins_and_their_researcher_only(dash):
     assert full.status_code == 200 and "bob&#39;s private plan" in full.text
     admin_view = dash.client.get("/researchers/bob", headers=bearer(dash, "root", admin=True)).text
     assert "stopped: dollar budget spent" in admin_view  # no researcher.json: status from the transcript
-    assert "$1.0000" in admin_view  # 1M input tokens of claude-haiku-4-5 at $1/M
+    assert "$1.0000" in admin_view  # the recorded cost of 1M input tokens of claude-haiku-4-5 at $1/M
 
 
 def test_unknown_researchers_are_404_and_names_never_become_paths(dash):

@@ -1,10 +1,13 @@
 """What the lab leaves in a researcher's home, read for humans: researcher.json, the transcript, spend.
 
 Layout (set by `aar lab run`): ``<researchers_dir>/<name>/researcher.json`` and
-``<researchers_dir>/<name>/state/transcript.jsonl`` (records of ``aar.agents.transcript``). Names reach
-this module only after the routes checked them against the Agent table and the agent name pattern, so
-a URL can never choose a path. Everything here tolerates missing or malformed files: a researcher that
-has not started yet, or a lab that set no researchers_dir, is a normal state, not an error.
+``<researchers_dir>/<name>/state/transcript.jsonl``, in the format of ``aar.transcript_format``: that
+module sits below both the researchers and the referee, so this one imports no researcher code, and
+the dollars shown are those the transcript recorded (priced by the researcher's own table), so the
+referee needs no price table. Names reach this module only after the routes checked them against the
+Agent table and the agent name pattern, so a URL can never choose a path. Everything here tolerates
+missing or malformed files: a researcher that has not started yet, or a lab that set no
+researchers_dir, is a normal state, not an error.
 """
 
 from __future__ import annotations
@@ -14,15 +17,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aar.agents.budget import Budget, Limits
-from aar.agents.prices import load_prices
-from aar.agents.transcript import cached_records, restore_records
 from aar.referee.auth import NAME_RE
+from aar.transcript_format import account, cached_records
 
 TEXT_CHARS = 4000  # a message's text block
 TOOL_CHARS = 1500  # a tool call's input or a tool result
 INFO_KEYS = ("name", "direction", "backend", "model", "status", "stop_reason", "started_at", "updated_at")
-_PRICES = load_prices(None)  # one table per process, so an unpriced model is logged once, not per page
 
 
 @dataclass
@@ -36,7 +36,8 @@ class Summary:
     model: str | None = None
     started_at: str | None = None
     updated_at: str | None = None
-    usd: float | None = None
+    usd: float | None = None  # as the transcript recorded it, priced by the researcher's own table
+    unpriced: int = 0  # model responses recorded without a price
     tokens: int | None = None
     turns: int | None = None
     sessions: int = 0
@@ -83,29 +84,17 @@ def summarize(researchers_dir: Path | None, name: str) -> Summary:
     recs = records(path)
     if recs and path is not None:
         s.has_transcript = True
-        restored = restore_records(recs)
-        spend = Budget(Limits(), _PRICES, restored.spend).summary()
-        s.usd, s.tokens, s.turns = spend["usd"], spend["tokens"], spend["turns"]
-        s.sessions = restored.sessions
-        starts = [r for r in recs if r.get("type") == "session_start"]
-        if starts:
-            s.backend, s.model = _str(starts[-1].get("backend")), _str(starts[-1].get("model"))
-            s.started_at = _when(starts[0].get("t"))
-        s.updated_at = _when(recs[-1].get("t"))
-        if restored.finished is not None:
-            s.status, s.stop_reason = f"stopped: {restored.finished}", restored.finished
-        else:
-            s.status = "running" if starts else "not started"
+        a = account(recs)
+        s.usd, s.unpriced, s.tokens, s.turns, s.sessions = a.usd, a.unpriced, a.tokens, a.turns, a.sessions
+        s.backend, s.model = a.backend, a.model
+        s.started_at, s.updated_at = _when(a.started_at), _when(a.updated_at)
+        s.status, s.stop_reason = a.status, a.stop_reason
     elif researchers_dir is not None:
         s.status = "not started"
     for key in ("status", "stop_reason", "direction", "backend", "model", "started_at", "updated_at"):
         if info.get(key):
             setattr(s, key, info[key])
     return s
-
-
-def _str(v: object) -> str | None:
-    return None if v is None else str(v)
 
 
 def _when(t: object) -> str | None:
