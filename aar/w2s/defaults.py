@@ -5,6 +5,8 @@ Kept in one small module so the choice is visible in one place and changes with 
 
 from __future__ import annotations
 
+from typing import Literal
+
 HOME_TASK = "sentiment_movies"
 # Held out: from domains other than the home task's, each with a weak teacher above the majority-class
 # rate and a ceiling-weak gap over 3 SE on its final (bench/results/heldout_selection.json). Only one
@@ -28,10 +30,9 @@ MODEL_PAIRS: dict[str, tuple[str, str]] = {
 WEAK_TRAIN_LIMIT: int | None = 100
 
 
-def apply_default_roles() -> None:
-    from aar.w2s.tasks import _REGISTRY, TaskSpec
-
-    for name, spec in list(_REGISTRY.items()):
-        role = "home" if name == HOME_TASK else "held_out" if name in HELD_OUT_TASKS else "extra"
-        if spec.role != role:
-            _REGISTRY[name] = TaskSpec(**{**spec.__dict__, "role": role})
+def default_role(name: str) -> Literal["home", "held_out", "extra"]:
+    """A built-in task's role in the default testbed; the registry applies it when it reads the
+    catalogue (``aar.w2s.tasks``), so the choice above is the only place it is made."""
+    if name == HOME_TASK:
+        return "home"
+    return "held_out" if name in HELD_OUT_TASKS else "extra"

