@@ -21,6 +21,7 @@ ALLOWED = {
     "w2s": set(),
     "sandbox": set(),
     "referee": {"w2s", "sandbox"},
+    "agents": {"w2s", "sandbox"},  # and the referee over HTTP only
 }
 
 

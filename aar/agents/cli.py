@@ -150,7 +150,7 @@ def _run_watched(settings, watchdog) -> str:  # noqa: ANN001 (factory.Settings, 
     """``factory.run`` under the watchdog (armed before the referee is first asked for anything)."""
     from aar.agents.budget import Stopped
     from aar.agents.factory import build
-    from aar.lab.procs import kill_children
+    from aar.sandbox.reap import kill_children
 
     built = None
 

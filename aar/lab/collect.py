@@ -9,13 +9,9 @@ from pathlib import Path
 
 import httpx
 
-from aar.agents.budget import Budget, Limits
-from aar.agents.prices import load_prices
-from aar.agents.transcript import cached_records, restore_records
 from aar.contract import AdminRun, best
 from aar.lab.report import parse_runs
-
-_PRICES = load_prices(None)
+from aar.transcript_format import account, cached_records, restore_records
 
 
 class RefereeView:
@@ -60,7 +56,9 @@ class RefereeView:
 
 def researcher_account(transcript: Path) -> dict:
     """Spend and stop reason from a transcript (missing file: nothing spent yet). The records are
-    re-read only when the file changed: the live progress view asks every few seconds."""
+    re-read only when the file changed: the live progress view asks every few seconds. Dollars are the
+    sum of the costs the researcher's own budget recorded (its campaign's prices), by the same rule as
+    the dashboard (:func:`aar.transcript_format.account`), not re-priced here."""
     recs = cached_records(transcript)
     if not recs:
         return {
@@ -73,12 +71,12 @@ def researcher_account(transcript: Path) -> dict:
             "final": False,
         }
     restored = restore_records(recs)
-    summary = Budget(Limits(), _PRICES, restored.spend).summary()
+    spent = account(recs)
     return {
-        "usd": summary["usd"],
-        "tokens": summary["tokens"],
-        "turns": summary["turns"],
-        "official_runs": summary["official_runs"],
+        "usd": spent.usd,
+        "tokens": spent.tokens,
+        "turns": spent.turns,
+        "official_runs": spent.official_runs,
         "seconds": round(restored.spend.seconds_before, 1),
         "last_stop": restored.finished,
         "final": restored.final,  # the researcher's own word that it is done for good

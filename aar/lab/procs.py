@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from aar.sandbox.reap import kill_children  # noqa: F401  (re-exported: the lab reaps with it too)
+
 PR_SET_PDEATHSIG = 1
 AAR = [sys.executable, "-m", "aar.cli"]
 STOP_GRACE = 30.0  # seconds between SIGTERM and SIGKILL of a child's process group
@@ -179,35 +181,3 @@ def stop(proc: subprocess.Popen, grace: float = STOP_GRACE) -> int:
     return wait_or_kill(proc, grace)
 
 
-def _children() -> list[tuple[int, int]]:
-    """(pid, process group) of this process's live children, from /proc."""
-    me, out = os.getpid(), []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        state, ppid, pgid = fields[0], int(fields[1]), int(fields[2])
-        if ppid == me and state != "Z":
-            out.append((int(entry.name), pgid))
-    return out
-
-
-def kill_children() -> int:
-    """SIGKILL every child of this process still running, with its process group (a sandboxed command
-    runs in a session of its own); for a process on its way out. Returns how many were found."""
-    if not sys.platform.startswith("linux"):
-        return 0
-    own = os.getpgrp()
-    children = _children()
-    for pid, pgid in children:
-        try:  # an unreaped child's pid, hence its group's id, cannot be reused: only its group is hit
-            if pgid == pid and pgid != own:
-                os.killpg(pgid, signal.SIGKILL)
-            else:
-                os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    return len(children)
