@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aar.agents.prices import Usage, load_prices
+from aar.agents.prices import Usage
 from aar.agents.transcript import Transcript, restore_records
 from aar.lab.layout import CampaignDir
 from aar.lab.report import View, compare, part_pgr, summary
@@ -149,13 +149,18 @@ def messages_of(records: Iterable[dict], system: str | None = None) -> list[Chat
 
 
 def usage_of(records: Iterable[dict]) -> dict[str, ModelUsage]:
-    """Token usage per model (and its cost by aar's price table, as the budget counted it)."""
-    prices = load_prices(None)
+    """Token usage per model and its cost as the researcher's budget recorded it (``cost_usd`` on each
+    usage record, priced with the campaign's own table): the same dollars as the dashboard and the lab's
+    report (:func:`aar.transcript_format.account`), never re-priced here."""
     per: dict[str, Usage] = {}
+    cost: dict[str, float] = {}
     for rec in records:
         if rec.get("type") == "usage":
             model = str(rec.get("model") or "unknown")
             per[model] = per.get(model, Usage()) + Usage.from_dict(rec.get("usage") or {})
+            paid = rec.get("cost_usd")
+            if isinstance(paid, int | float) and not isinstance(paid, bool):
+                cost[model] = cost.get(model, 0.0) + float(paid)
     return {
         m: ModelUsage(
             input_tokens=u.input,
@@ -163,7 +168,7 @@ def usage_of(records: Iterable[dict]) -> dict[str, ModelUsage]:
             total_tokens=u.total,
             input_tokens_cache_write=u.cache_write,
             input_tokens_cache_read=u.cache_read,
-            total_cost=prices.cost(m, u),
+            total_cost=cost.get(m),
         )
         for m, u in per.items()
     }
