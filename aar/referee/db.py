@@ -7,12 +7,15 @@ on SQLite, ``BEGIN IMMEDIATE`` so that a transaction never has to upgrade from r
 upgrade is where SQLite returns SQLITE_BUSY without waiting). ``write()`` returns only after the
 COMMIT that holds its changes has returned, i.e. after fsync.
 
-Group commit (SQLite): under load, writers that queue for the lock join one open transaction, each
+Group commit (SQLite, off unless ``Database(url, group_commit=True)``): under load, writers that
+queue for the lock join one open transaction, each
 in its own SAVEPOINT (a block that raises rolls back its own changes only), and one COMMIT (one
 fsync) makes the whole group durable before any of them returns. A group is committed as soon as no
 writer is waiting, or when it holds ``GROUP_MAX`` blocks or has been open ``GROUP_MAX_S``: alone, a
-write commits at once, exactly as before. Measured (bench/referee_load.py, README "The referee under
-load"): the write lock was the referee's queue, held 10-12 ms per write of which 2-13 ms was COMMIT.
+write commits at once, exactly as before. It is off by default because on this machine's disk
+(COMMIT p50 0.8 ms once Nagle's delay was gone) it did not pay: a writer waits for the bodies of the
+writers queued behind it, and the load bench's p99 was no better with it (README, "The referee under
+load"). Where fsync is slow (network disks, spinning disks) switch it on.
 """
 
 from __future__ import annotations
@@ -306,7 +309,7 @@ class _Group:
 class Database:
     """Engine, sessions, and the one-writer-at-a-time write transaction (group-committed on SQLite)."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, group_commit: bool = False):
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict = {}
@@ -322,7 +325,7 @@ class Database:
         self._write_sessions = sessionmaker(self._write_engine, expire_on_commit=False)
         self._write_lock = threading.Lock()
         # group commit (SQLite only: one file, one writer; other databases commit each block)
-        self.group_commit = self.is_sqlite
+        self.group_commit = group_commit and self.is_sqlite
         self._queue_lock = threading.Lock()
         self._queued = 0  # writers between entering write() and taking the write lock
         self._group: _Group | None = None

@@ -1,6 +1,6 @@
 """SIGKILL the real server (uvicorn, loopback) in the middle of a stream of writes: no acknowledged
-write may be lost, and the database must reopen intact. The writes are concurrent, so they go through
-group commit (several writers per COMMIT): a writer is acknowledged only after its group's COMMIT."""
+write may be lost, and the database must reopen intact. Group commit (off by default) is tested
+in-process: a writer returns only after its group's COMMIT, and each writer is all-or-nothing."""
 
 from __future__ import annotations
 
@@ -249,7 +249,7 @@ def test_group_commit_keeps_each_writer_all_or_nothing(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
     db_url = f"sqlite:///{tmp_path}/group.db"
-    database = Database(db_url)
+    database = Database(db_url, group_commit=True)
     database.create_all()
     add_agent(database, "w")
     returned: list[int] = []
