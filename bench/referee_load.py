@@ -1,20 +1,28 @@
 """Load bench for the referee: N simulated agents on loopback, mixing dev scoring, forum posts and reads.
 
 Starts a real server (`aar referee serve`, one uvicorn process) on a fresh SQLite database (WAL,
-synchronous=FULL), then runs N agents as asyncio tasks. Each agent loops: think (exponential, mean
---think seconds: agents are LLMs and think between calls), then one action: dev scoring (40%), a
-forum read (list / search / one post, 45%), or a forum post (15%). Prints throughput and p50/p99
-latency per kind. Target (issue 3): p99 < 100 ms on 2 cores for dev scoring and forum reads.
+synchronous=FULL), then runs N agents as asyncio tasks in this process (the load generator: its own
+process, so its CPU is not the server's and the server's cost is not hidden in it). Each agent loops:
+think (exponential, mean --think seconds: agents are LLMs and think between calls), then one action:
+dev scoring (40%), a forum read (list / search / one post, 45%), or a forum post (15%). Prints
+throughput, p50/p99 latency per kind, and the CPU time each process spent (the server's per request
+is the cost the referee pays). Target (issue 14): p99 < 100 ms for dev scoring and < 50 ms for forum
+reads with 100 agents at 1 s mean think time on 2 cores.
 
     .venv/bin/python bench/referee_load.py --agents 100 --duration 30
     .venv/bin/python bench/referee_load.py --data /path/to/referee-data   # reuse an initialised data dir
+    .venv/bin/python bench/referee_load.py --server-prefix "py-spy record -r 250 -f raw -o /tmp/s.txt --"
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import random
+import resource
+import shlex
 import signal
 import socket
 import subprocess
@@ -49,7 +57,7 @@ def prepare(data: Path | None, work: Path) -> Path:
             "--max-rows",
             "1500",
             "--tasks",
-            "sentiment_hotels,fever",
+            "navigate",
             "--no-baselines",
         ],
         check=True,
@@ -138,12 +146,29 @@ async def main_async(
         return lat, errors, time.monotonic() - start
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc; its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    return use.ru_utime + use.ru_stime
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--agents", type=int, default=100)
     ap.add_argument("--duration", type=float, default=30.0)
     ap.add_argument("--think", type=float, default=1.0, help="mean think time between an agent's calls (s)")
     ap.add_argument("--data", type=Path, default=None)
+    ap.add_argument(
+        "--server-prefix",
+        default="",
+        help="a command the server runs under, e.g. a profiler: 'py-spy record -r 250 -f raw -o s.txt --'",
+    )
+    ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
 
     from aar.referee.auth import add_agent
@@ -165,6 +190,7 @@ def main() -> None:
         port = _free_port()
         server = subprocess.Popen(
             [
+                *shlex.split(args.server_prefix),
                 sys.executable,
                 "-m",
                 "aar.cli",
@@ -188,24 +214,68 @@ def main() -> None:
                         break
                 except httpx.HTTPError:
                     time.sleep(0.2)
+            server_pid = _server_pid(server.pid)
+            cpu0, own0 = _cpu_seconds(server_pid), _own_cpu_seconds()
             lat, errors, seconds = asyncio.run(main_async(args, base, tokens, dev, task))
+            server_cpu, own_cpu = _cpu_seconds(server_pid) - cpu0, _own_cpu_seconds() - own0
         finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(15)
+            server.send_signal(signal.SIGINT if args.server_prefix else signal.SIGTERM)
+            server.wait(60)
     total = sum(len(v) for v in lat.values())
     print(
-        f"{args.agents} agents, {seconds:.1f} s, mean think {args.think} s, {len(dev)} dev items: "
-        f"{total} requests, {total / seconds:.1f} req/s, {len(errors)} errors"
+        f"{args.agents} agents, {seconds:.1f} s, mean think {args.think} s, {len(dev)} dev items, "
+        f"{os.cpu_count()} cores: {total} requests, {total / seconds:.1f} req/s, {len(errors)} errors"
+    )
+    print(
+        f"CPU: server {server_cpu:.1f} s ({100 * server_cpu / seconds:.0f}% of a core, "
+        f"{1000 * server_cpu / max(total, 1):.2f} ms per request; seed posts included), "
+        f"load generator {own_cpu:.1f} s ({100 * own_cpu / seconds:.0f}% of a core)"
     )
     print(f"{'kind':<14}{'n':>7}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
+    rows = {}
     for kind in sorted(lat):
         v = np.array(lat[kind])
+        rows[kind] = {
+            "n": len(v),
+            "per_s": len(v) / seconds,
+            "p50_ms": float(np.percentile(v, 50)),
+            "p99_ms": float(np.percentile(v, 99)),
+            "max_ms": float(v.max()),
+        }
+        r = rows[kind]
         print(
-            f"{kind:<14}{len(v):>7}{len(v) / seconds:>9.1f}{np.percentile(v, 50):>9.1f}"
-            f"{np.percentile(v, 99):>9.1f}{v.max():>9.1f}"
+            f"{kind:<14}{r['n']:>7}{r['per_s']:>9.1f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['max_ms']:>9.1f}"
         )
     for e in errors[:5]:
         print("error:", e)
+    if args.json is not None:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "agents": args.agents,
+                    "duration_s": seconds,
+                    "think_s": args.think,
+                    "dev_items": len(dev),
+                    "cores": os.cpu_count(),
+                    "requests": total,
+                    "errors": len(errors),
+                    "server_cpu_s": server_cpu,
+                    "load_generator_cpu_s": own_cpu,
+                    "kinds": rows,
+                },
+                indent=2,
+            )
+        )
+
+
+def _server_pid(pid: int) -> int:
+    """The Python server's pid: ``pid`` itself, or its child when it runs under a --server-prefix."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    try:
+        kids = children.read_text().split()
+    except OSError:
+        return pid
+    return int(kids[0]) if kids else pid
 
 
 if __name__ == "__main__":
