@@ -59,6 +59,20 @@ def _serve(data_dir, db, port) -> subprocess.Popen:
     raise AssertionError(proc.stderr.read().decode()[-2000:])
 
 
+def _sigkill_under_load(
+    proc: subprocess.Popen, threads: list[threading.Thread], stop: threading.Event, seconds: float
+) -> None:
+    """Start the writers, SIGKILL the server after ``seconds`` of load, then stop and join them."""
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    stop.set()
+    for t in threads:
+        t.join(10)
+
+
 def test_sigkill_loses_no_acknowledged_write(data_dir, tmp_path):
     db_url = f"sqlite:///{tmp_path}/kill.db"
     database = Database(db_url)
@@ -96,15 +110,9 @@ def test_sigkill_loses_no_acknowledged_write(data_dir, tmp_path):
                 except httpx.HTTPError:
                     return  # the server is gone: whatever was not acknowledged may be lost
 
-    threads = [threading.Thread(target=writer, args=(t, k)) for k, t in enumerate(tokens)]
-    for t in threads:
-        t.start()
-    time.sleep(2.5)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    stop.set()
-    for t in threads:
-        t.join(10)
+    _sigkill_under_load(
+        proc, [threading.Thread(target=writer, args=(t, k)) for k, t in enumerate(tokens)], stop, 2.5
+    )
     assert len(acked_posts) > 20 and acked_dev[0] > 20, (len(acked_posts), acked_dev[0])
 
     database = Database(db_url)
@@ -197,15 +205,9 @@ def test_sigkill_under_concurrent_load_loses_no_acknowledged_write(data_dir, tmp
                 except httpx.HTTPError:
                     return  # the server is gone: whatever was not acknowledged may be lost
 
-    threads = [threading.Thread(target=researcher, args=(k, n)) for k, n in enumerate(names)]
-    for t in threads:
-        t.start()
-    time.sleep(3.0)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    stop.set()
-    for t in threads:
-        t.join(10)
+    _sigkill_under_load(
+        proc, [threading.Thread(target=researcher, args=(k, n)) for k, n in enumerate(names)], stop, 3.0
+    )
     assert len(posts) > 20 and len(votes) > 20 and sum(dev.values()) > 20, (len(posts), len(votes), dev)
 
     database = Database(db_url)
@@ -215,9 +217,7 @@ def test_sigkill_under_concurrent_load_loses_no_acknowledged_write(data_dir, tmp
         stored_comments = set(s.scalars(select(Comment.id)).all())
         stored_votes = {(v.post_id, v.agent_id): v.value for v in s.scalars(select(Vote))}
         ids = dict(s.execute(text("SELECT name, id FROM agents")).all())
-        per_agent = dict(
-            s.execute(select(DevQuery.agent_id, func.count()).group_by(DevQuery.agent_id)).all()
-        )
+        per_agent = dict(s.execute(select(DevQuery.agent_id, func.count()).group_by(DevQuery.agent_id)).all())
         audited = {
             (e.action, e.detail.get("post_id"), e.detail.get("comment_id"))
             for e in s.scalars(select(AuditEntry).where(AuditEntry.action.like("forum.%")))
