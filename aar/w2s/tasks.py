@@ -119,6 +119,12 @@ class Task:
         return [row for row, private in zip(rows, mask, strict=True) if private == want]
 
 
+def norm_text(text: str) -> str:
+    """Lower case, single spaces: the key under which two rows count as the same text (one group, kept
+    once), so duplicates cannot straddle splits."""
+    return " ".join(text.lower().split())
+
+
 def stable_id(*parts: object) -> str:
     """An id that reveals nothing about the label or the source order (hash of the row's origin)."""
     digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()
