@@ -7,22 +7,14 @@ on SQLite, ``BEGIN IMMEDIATE`` so that a transaction never has to upgrade from r
 upgrade is where SQLite returns SQLITE_BUSY without waiting). ``write()`` returns only after the
 COMMIT that holds its changes has returned, i.e. after fsync.
 
-Group commit (SQLite, off unless ``Database(url, group_commit=True)``): under load, writers that
-queue for the lock join one open transaction, each
-in its own SAVEPOINT (a block that raises rolls back its own changes only), and one COMMIT (one
-fsync) makes the whole group durable before any of them returns. A group is committed as soon as no
-writer is waiting, or when it holds ``GROUP_MAX`` blocks or has been open ``GROUP_MAX_S``: alone, a
-write commits at once, exactly as before. It is off by default because on this machine's disk
-(COMMIT p50 0.8 ms once Nagle's delay was gone) it did not pay: a writer waits for the bodies of the
-writers queued behind it, and the load bench's p99 was no better with it (README, "The referee under
-load"). Where fsync is slow (network disks, spinning disks) switch it on.
+Group commit (queued writers sharing one COMMIT) was tried and measured: with COMMIT at ~1 ms here it
+did not improve the load bench's p99 (README, "The referee under load"), so each write commits alone.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -291,25 +283,10 @@ _POSTGRES_DDL = [
 ]
 
 
-GROUP_MAX = 64  # write blocks in one group commit at most
-GROUP_MAX_S = 0.010  # a group open this long is committed even if writers are waiting
-
-
-class _Group:
-    """One open write transaction shared by queued writers; ``done`` is set when it is committed (or
-    failed: ``error``)."""
-
-    def __init__(self) -> None:
-        self.started = time.monotonic()
-        self.blocks = 0
-        self.done = threading.Event()
-        self.error: BaseException | None = None
-
-
 class Database:
-    """Engine, sessions, and the one-writer-at-a-time write transaction (group-committed on SQLite)."""
+    """Engine, sessions, and the one-writer-at-a-time write transaction."""
 
-    def __init__(self, url: str, *, group_commit: bool = False):
+    def __init__(self, url: str):
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict = {}
@@ -324,14 +301,6 @@ class Database:
         self._write_engine = self.engine.execution_options(aar_immediate=True)
         self._write_sessions = sessionmaker(self._write_engine, expire_on_commit=False)
         self._write_lock = threading.Lock()
-        # group commit (SQLite only: one file, one writer; other databases commit each block)
-        self.group_commit = group_commit and self.is_sqlite
-        self._queue_lock = threading.Lock()
-        self._queued = 0  # writers between entering write() and taking the write lock
-        self._group: _Group | None = None
-        self._group_session: Session | None = None
-        self._group_tx = None
-        self.groups = 0  # group commits done (tests, metrics)
 
     def create_all(self) -> None:
         Base.metadata.create_all(self.engine)
@@ -358,88 +327,11 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A write transaction; durable (committed, fsync'd) when the block exits without an exception.
-
-        A block that raises leaves no change behind. The session is for this block only: objects
-        from it are detached when it ends (as with a session of its own)."""
-        if not self.group_commit:
-            with self._write_lock, self._write_sessions() as session, session.begin():
-                yield session
-            return
-        with self._queue_lock:
-            self._queued += 1
-        self._write_lock.acquire()
-        with self._queue_lock:
-            self._queued -= 1
-        group: _Group | None = None
-        try:
-            group, session = self._join_group()
-            nested = session.begin_nested()
-            try:
-                yield session
-                nested.commit()  # flush + RELEASE SAVEPOINT: part of the group now
-            except BaseException:
-                if nested.is_active:
-                    nested.rollback()  # ROLLBACK TO SAVEPOINT: this block's changes only
-                raise
-            else:
-                group.blocks += 1
-            finally:
-                session.expunge_all()  # nothing of this block leaks into the next writer's
-        finally:
-            if group is not None and self._should_commit(group):
-                self._commit_group()
-            self._write_lock.release()
-        if group.blocks and not group.done.wait(600):
-            raise TimeoutError("the write was not committed within 600 s")
-        if group.error is not None:
-            raise RuntimeError("the write could not be committed") from group.error
-
-    def _join_group(self) -> tuple[_Group, Session]:
-        """The open group (under the write lock), started with BEGIN IMMEDIATE if there is none."""
-        if self._group is None:
-            session = self._write_sessions()
-            try:
-                tx = session.begin()
-                session.connection()  # BEGIN IMMEDIATE now: the group holds SQLite's write lock
-            except BaseException:
-                session.close()
-                raise
-            self._group, self._group_session, self._group_tx = _Group(), session, tx
-        assert self._group_session is not None
-        return self._group, self._group_session
-
-    def _should_commit(self, group: _Group) -> bool:
-        with self._queue_lock:
-            queued = self._queued
-        return (
-            not queued
-            or group.blocks >= GROUP_MAX
-            or time.monotonic() - group.started >= GROUP_MAX_S
-        )
-
-    def _commit_group(self) -> None:
-        """COMMIT the open group (under the write lock) and wake its writers."""
-        group, session, tx = self._group, self._group_session, self._group_tx
-        self._group = self._group_session = self._group_tx = None
-        if group is None or session is None or tx is None:
-            return
-        try:
-            tx.commit()
-            self.groups += 1
-        except BaseException as exc:
-            group.error = exc
-            try:
-                tx.rollback()
-            except Exception:
-                pass
-        finally:
-            session.close()
-            group.done.set()
+        A block that raises leaves no change behind."""
+        with self._write_lock, self._write_sessions() as session, session.begin():
+            yield session
 
     def dispose(self) -> None:
-        with self._write_lock:
-            if self._group is not None:
-                self._commit_group()
         self.engine.dispose()
 
 

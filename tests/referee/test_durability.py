@@ -242,14 +242,14 @@ def test_sigkill_under_concurrent_load_loses_no_acknowledged_write(data_dir, tmp
     assert chain.intact and chain.full, chain
 
 
-def test_group_commit_keeps_each_writer_all_or_nothing(tmp_path):
-    """Concurrent writers share COMMITs (fewer groups than writes), yet each block is its own unit: a
-    block that raises leaves nothing (not even its audit entry) and its neighbours in the same group
-    are kept; the audit chain stays one unbroken line; every write() that returned is on disk."""
+def test_concurrent_writers_are_each_all_or_nothing(tmp_path):
+    """Concurrent writers queue for the one write transaction and each block is its own unit: a block
+    that raises leaves nothing (not even its audit entry) and its neighbours are kept; the audit chain
+    stays one unbroken line; every write() that returned is on disk."""
     from concurrent.futures import ThreadPoolExecutor
 
     db_url = f"sqlite:///{tmp_path}/group.db"
-    database = Database(db_url, group_commit=True)
+    database = Database(db_url)
     database.create_all()
     add_agent(database, "w")
     returned: list[int] = []
@@ -262,7 +262,7 @@ def test_group_commit_keeps_each_writer_all_or_nothing(tmp_path):
                 s.add(post)
                 s.flush()
                 audit.record(s, agent_id=1, action="forum.post", method="POST", path="/", detail={"i": i})
-                time.sleep(0.001)  # a writer's work: others queue behind it and join its group
+                time.sleep(0.001)  # a writer's work: others queue behind it
                 if i % 5 == 0:
                     raise ValueError("refused")
         except ValueError:
@@ -272,7 +272,6 @@ def test_group_commit_keeps_each_writer_all_or_nothing(tmp_path):
 
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(one, range(400)))
-    groups = database.groups
     database.dispose()
 
     database = Database(db_url)  # a fresh engine: what is on disk
@@ -286,4 +285,3 @@ def test_group_commit_keeps_each_writer_all_or_nothing(tmp_path):
     assert titles == {f"p{i}" for i in returned}
     assert sorted(details) == sorted(returned)
     assert chain.intact and chain.entries == len(returned)
-    assert groups < len(returned), (groups, len(returned))
