@@ -119,6 +119,18 @@ class Released(BaseModel):
 # -- runs --------------------------------------------------------------------------------------------
 
 
+# A run's status: queued -> running [-> waiting -> running] -> done | failed (or cancelled while queued).
+# "waiting": it reached a held-out task the referee is still preparing in the background (first result first).
+IN_FLIGHT: tuple[str, ...] = ("queued", "running", "waiting")
+
+
+def has_result(run: dict) -> bool:
+    """Has a run (a dict of either view) told its submitter what it will tell? Finished, or waiting for
+    a held-out task with its released scores already out (researchers never learn held-out scores)."""
+    status = run.get("status")
+    return status not in IN_FLIGHT or (status == "waiting" and bool(run.get("released")))
+
+
 class RunBase(BaseModel):
     id: int
     author: str = Field(description="credited: who pushed the commit first")
@@ -128,7 +140,9 @@ class RunBase(BaseModel):
     idea_path: str
     task: str = Field(description="the home task")
     seeds: int
-    status: str
+    status: str = Field(
+        description="queued, running, waiting (for a task being prepared), done, failed, cancelled"
+    )
     error: str | None = None
     baseline: bool
     review_state: str

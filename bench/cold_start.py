@@ -7,9 +7,11 @@ features, no assembled or exported models: everything a fresh clone computes onc
 as it comes, and prints the seconds from the start to:
 
 - each task's extraction (the set-up's ETA lines: their start and "done in"),
-- referee ready (the lab's "referee ready" line),
-- the first official result of a researcher (the earliest ``finished_at`` of a non-baseline run in the
-  referee's database, against the wall clock of the start),
+- referee ready (the lab's "referee ready" line: the home task is prepared; the held-out one is then
+  prepared by the referee in the background, first result first),
+- the first official result of a researcher (the first score the referee released to one: a run's
+  public home score, released before the run waits for a held-out task still being prepared, or a
+  finished run), the first run finished on every task, and the held-out task ready,
 - the end of the demo.
 
 Writes bench/results/cold_start.json. The models' packages must be installed (``make setup``); their
@@ -33,19 +35,37 @@ from pathlib import Path
 AAR = [sys.executable, "-m", "aar.cli"]
 
 
-def first_result_seconds(data: Path, started_utc: datetime) -> float | None:
-    """Seconds from ``started_utc`` to the first finished official run of a researcher."""
+def first_result_seconds(data: Path, started_utc: datetime) -> dict[str, float | None]:
+    """Seconds from ``started_utc`` to a researcher's first official result, two ways:
+
+    - ``released``: the first time the referee told a researcher an official score (a run released
+      early while it waits for a held-out task still being prepared, or a finished run);
+    - ``finished``: the first researcher run finished on every task, the held-out ones included;
+    - ``held_out_ready``: the referee's background preparation of the held-out task done (its baselines
+      extended to it: the audit log's ``baselines.extend``).
+    """
     db = data / "referee.db"
     if not db.exists():
-        return None
+        return {"released": None, "finished": None, "held_out_ready": None}
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        row = conn.execute(
+        finished = conn.execute(
             "SELECT min(finished_at) FROM runs WHERE status = 'done' AND NOT is_baseline"
-        ).fetchone()
-    if not row or row[0] is None:
-        return None
-    finished = datetime.fromisoformat(row[0]).replace(tzinfo=UTC)
-    return round((finished - started_utc).total_seconds(), 1)
+        ).fetchone()[0]
+        stamp = "SELECT {} FROM audit_log WHERE action = ?"
+        early = conn.execute(stamp.format("min(ts)"), ("runs.release",)).fetchone()[0]
+        extended = conn.execute(stamp.format("max(ts)"), ("baselines.extend",)).fetchone()[0]
+
+    def seconds(stamp: str | None) -> float | None:
+        if stamp is None:
+            return None
+        return round((datetime.fromisoformat(stamp).replace(tzinfo=UTC) - started_utc).total_seconds(), 1)
+
+    firsts = [t for t in (seconds(finished), seconds(early)) if t is not None]
+    return {
+        "released": min(firsts) if firsts else None,
+        "finished": seconds(finished),
+        "held_out_ready": seconds(extended),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -84,11 +104,14 @@ def main(argv: list[str] | None = None) -> dict:
         for t, line in events
         if line.strip().startswith("features ") and ("to compute" in line or "done in" in line)
     ]
+    first = first_result_seconds(out / "data", started_utc)
     result = {
         "exit_code": code,
         "cache": "empty at start",
         "referee_ready_seconds": ready,
-        "first_official_result_seconds": first_result_seconds(out / "data", started_utc),
+        "first_official_result_seconds": first["released"],
+        "first_run_finished_on_every_task_seconds": first["finished"],
+        "held_out_ready_seconds": first["held_out_ready"],
         "demo_end_seconds": wall,
         "extraction": extraction,
         "cores": os.cpu_count(),

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from aar.agents.referee import RefereeClient, RefereeError, RefereeUnavailable
 from aar.agents.runner import PYTHON, Runner
-from aar.contract import ResearcherRun, RunBase, ranked
+from aar.contract import ResearcherRun, RunBase, has_result, ranked
 
 log = logging.getLogger("aar.agents")
 MAX_RESULT_CHARS = 20_000
@@ -425,7 +425,7 @@ def _run_status(ctx: ToolContext, a: dict) -> Any:
         if left is not None:
             wait = min(wait, max(0.0, left))  # never wait past the researcher's wall-clock budget
         deadline = time.monotonic() + min(wait, 900)
-        while run["status"] in ("queued", "running") and time.monotonic() < deadline:
+        while not has_result(run) and time.monotonic() < deadline:
             time.sleep(min(5.0, max(0.5, deadline - time.monotonic())))
             run = ctx.ref().run(a["run_id"])
         return run_brief(run, ctx.shown())

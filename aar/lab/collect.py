@@ -47,6 +47,10 @@ class RefereeView:
             if len(page) < 500:  # type: ignore[arg-type]
                 return out
 
+    def preparation(self) -> list[dict]:
+        """Tasks the referee still prepares in the background (``aar.referee.preparer``)."""
+        return self._get("/admin/preparation")  # type: ignore[return-value]
+
     def flags(self) -> list[dict]:
         return self._get("/admin/flags", state="all", limit=1000)  # type: ignore[return-value]
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from rich.live import Live
 from rich.table import Table
 
+from aar.eta import format_seconds
 from aar.lab.collect import best_runs, researcher_account
 from aar.lab.report import part_pgr
 
@@ -32,6 +33,7 @@ class Progress:
         self.last_fetch = 0.0
         self.last_plain = 0.0
         self.runs: list[dict] = []
+        self.preparing: list[dict] = []  # held-out tasks the referee still prepares (first result first)
 
     def __enter__(self) -> Progress:
         if self.live is not None:
@@ -52,6 +54,7 @@ class Progress:
         if view is not None:
             try:
                 self.runs = view.runs()
+                self.preparing = [p for p in view.preparation() if p["state"] in ("queued", "preparing")]
             except Exception:  # noqa: BLE001 (a slow referee must not stop the lab; next refresh retries)
                 pass
         for m in self.lab.members:
@@ -73,8 +76,9 @@ class Progress:
         queued = sum(1 for r in self.runs if r.get("status") in ("queued", "running"))
         elapsed = (time.monotonic() - self.t0) / 60
         t = Table(
-            title=f"campaign {self.lab.campaign.name}: {elapsed:.1f} min, {queued} official run(s) queued",
-            caption=f"dashboard {self.lab.url}",
+            title=f"campaign {self.lab.campaign.name}: {elapsed:.1f} min, {queued} official run(s) queued"
+            + self.waiting_note(),
+            caption="\n".join([*map(preparing_line, self.preparing), f"dashboard {self.lab.url}"]),
         )
         for col in ("researcher", "status", "spend $", "tokens", "turns", "runs", "best public PGR [95% CI]"):
             t.add_column(col)
@@ -93,6 +97,13 @@ class Progress:
             )
         return t
 
+    def waiting_note(self) -> str:
+        """", 2 waiting for navigate": runs that reached a held-out task still being prepared."""
+        waiting = sum(1 for r in self.runs if r.get("status") == "waiting")
+        if not waiting:
+            return ""
+        return f", {waiting} waiting for {', '.join(p['task'] for p in self.preparing) or 'a task'}"
+
     def plain(self) -> str:
         best = best_runs(self.runs)
         parts = []
@@ -100,4 +111,14 @@ class Progress:
             pgr = part_pgr(best.get(m.spec.name), "public")[0]
             n = sum(1 for r in self.runs if r.get("author") == m.spec.name)
             parts.append(f"{m.spec.name} {m.status} runs={n} best={'-' if pgr is None else f'{pgr:.3f}'}")
-        return f"[{(time.monotonic() - self.t0) / 60:.1f} min] " + "; ".join(parts)
+        parts += [preparing_line(p) for p in self.preparing]
+        return f"[{(time.monotonic() - self.t0) / 60:.1f} min] " + "; ".join(parts) + self.waiting_note()
+
+
+def preparing_line(p: dict) -> str:
+    """"navigate (held_out): features mpnet 300/1,500 (20%, ETA 48 s)": one task being prepared."""
+    head = f"preparing {p['task']} ({p['role']})"
+    if p["state"] != "preparing" or not p["total"]:
+        return f"{head}: {p['state']}"
+    eta = "" if p.get("eta_seconds") is None else f", ETA {format_seconds(p['eta_seconds'])}"
+    return f"{head}: {p['label']} {p['done']:,}/{p['total']:,} ({p['done'] / p['total']:.0%}{eta})"

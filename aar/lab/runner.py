@@ -24,6 +24,7 @@ import yaml
 from rich.console import Console
 
 from aar.agents.home import UID_BOUND_ENV, default_user
+from aar.contract import IN_FLIGHT
 from aar.eta import EtaLines
 from aar.lab import procs
 from aar.lab.campaign import Campaign, CampaignError, Researcher, fingerprint
@@ -165,9 +166,16 @@ class Lab:
         c = self.campaign
         t0 = time.monotonic()
         if not (self.dir.data / "manifest.json").exists():
+            held_out = [t for t in c.testbed.tasks[1:] if t not in c.testbed.visible]
             self.console.print(
-                f"preparing tasks {', '.join(c.testbed.tasks)} with {' -> '.join(c.testbed.model_pair)} "
-                "(features are extracted once and cached)"
+                f"preparing tasks {', '.join(t for t in c.testbed.tasks if t not in held_out)} with "
+                f"{' -> '.join(c.testbed.model_pair)} (features are extracted once and cached)"
+                + (
+                    f"; held-out {', '.join(held_out)} in the background once researchers start "
+                    "(official runs wait for it)"
+                    if held_out
+                    else ""
+                )
             )
         self.tokens = initialise(
             self.dir.data,
@@ -175,6 +183,8 @@ class Lab:
             visible=c.testbed.visible,
             tier=c.testbed.tier,
             max_rows=c.testbed.max_rows,
+            task_files=[tf.declaration() for tf in c.testbed.task_files],
+            defer_held_out=True,  # first result first: the referee prepares them while researchers work
             log=self._say,
             show_progress=self.console.is_terminal,
             # no terminal (a log file, a background job): a line with rate and ETA every 15 s instead
@@ -330,7 +340,7 @@ class Lab:
         deadline = time.monotonic() + self.campaign.referee.drain_minutes * 60
         announced = False
         while time.monotonic() < deadline:
-            pending = [r for r in self.view.runs() if r["status"] in ("queued", "running")]
+            pending = [r for r in self.view.runs() if r["status"] in IN_FLIGHT]
             if not pending:
                 return
             if not announced:

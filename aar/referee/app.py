@@ -23,6 +23,7 @@ from aar.referee.errors import ApiError
 from aar.referee.executor import Executor, LocalPoolExecutor, NullExecutor
 from aar.referee.forum import Forum
 from aar.referee.ladder import LadderRule
+from aar.referee.preparer import TaskPreparer
 from aar.referee.release import PublicRelease
 from aar.referee.runs import RunService
 from aar.referee.scoring import DevScorer, ladder_key
@@ -44,6 +45,7 @@ class Referee:
     runs: RunService
     forum: Forum
     executor: Executor | None = None
+    preparer: TaskPreparer | None = None
 
     @classmethod
     def build(cls, config: RefereeConfig) -> Referee:
@@ -88,10 +90,18 @@ class Referee:
             )
         self.executor = executor
         self.runs.executor = executor
+        self.runs.stopping.clear()
+        if self.data.pending() or self.runs.baselines_behind():
+            # first result first: held-out tasks left to this referee to prepare, and baselines to extend
+            self.preparer = TaskPreparer(self.data, then=lambda _task: self.runs.ensure_baselines(add=False))
+            self.preparer.start()
         for run_id in self.runs.pending():
             executor.submit(run_id)
 
     def stop(self) -> None:
+        self.runs.stopping.set()  # runs waiting for a task being prepared give up (re-queued next start)
+        if self.preparer is not None:
+            self.preparer.stopped.set()
         if self.executor is not None:
             self.executor.shutdown(wait=False)
         self.db.dispose()

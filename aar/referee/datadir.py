@@ -32,15 +32,22 @@ from aar.w2s.features import ProgressHook
 from aar.w2s.methods import IdeaContext
 from aar.w2s.pgr import pgr_stats
 from aar.w2s.student import HeadProtocol
+from aar.w2s.task_files import TaskFile, declare, register_task_files
 
 FEATURE_SPLITS = ("student_train", "dev", "final")  # splits whose inputs an idea receives
 EXPORTED_SPLITS = ("student_train", "dev")  # splits whose inputs researchers receive
 TASKS_DIR = "tasks"
+READY_FILE = "meta.json"  # written last: a task is ready exactly when its folder holds this file
+REFUSED_FILE = "refused.json"  # a pending task whose background preparation was refused or failed
 SHOWN_ROLES = ("home", "visible")
 
 
 class DataDirError(RuntimeError):
     """The data dir is missing, incomplete or not private."""
+
+
+class TaskNotReady(DataDirError):
+    """A held-out task is still being prepared in the background (first result first)."""
 
 
 class TaskRefused(DataDirError):
@@ -54,6 +61,8 @@ def init_data_dir(
     visible: Sequence[str] = (),
     tier: str = "default",
     max_rows: int | None = None,
+    task_files: Sequence = (),
+    defer_held_out: bool = False,
     show_progress: bool = False,
     on_progress: ProgressHook | None = None,
     log=print,
@@ -64,11 +73,21 @@ def init_data_dir(
     visible secondary tasks, the rest are held out. A task whose weak teacher does not beat the
     majority-class rate on ``final`` is refused (its PGR would measure nothing), before anything is
     written for it. ``on_progress(label, done, total)`` follows each feature extraction (label:
-    "features MODEL for TASK"), e.g. ``aar.eta.EtaLines`` where there is no terminal for a bar."""
+    "features MODEL for TASK"), e.g. ``aar.eta.EtaLines`` where there is no terminal for a bar.
+
+    ``defer_held_out`` (first result first): prepare only the tasks researchers see (home, visible),
+    write the manifest, and leave the held-out tasks *pending*; the referee prepares them in the
+    background (``aar.referee.preparer``) while researchers already work, and official runs wait for
+    them. The manifest is written only once the shown tasks are stored, so a refused home task leaves
+    no manifest behind, and a kill before it makes the next call start again (from cached features).
+    """
     from aar.w2s import defaults
-    from aar.w2s.experiment import prepare, teacher_beats_majority
 
     data_dir = Path(data_dir)
+    # tasks from files (``aar.w2s.task_files``): each file validated whole and registered before
+    # anything is written; the manifest records them so the referee's process registers them too
+    declared = [declare(t if isinstance(t, TaskFile) else TaskFile.from_json(t)) for t in task_files]
+    register_task_files(declared)
     names = list(tasks or [defaults.HOME_TASK, *defaults.HELD_OUT_TASKS])
     home = names[0]
     unknown_visible = [v for v in visible if v not in names[1:]]
@@ -77,56 +96,91 @@ def init_data_dir(
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(data_dir, 0o700)
     (data_dir / TASKS_DIR).mkdir(exist_ok=True, mode=0o700)
-    manifest = {"tier": tier, "max_rows": max_rows, "created": time.time(), "home": home, "tasks": {}}
+    roles = {n: "home" if n == home else "visible" if n in visible else "held_out" for n in names}
+    manifest = {"tier": tier, "max_rows": max_rows, "created": time.time(), "home": home, "tasks": roles}
+    if declared:
+        manifest["task_files"] = [t.to_json() for t in declared]
     for name in names:
-        start = time.perf_counter()
-        role = "home" if name == home else "visible" if name in visible else "held_out"
-        hook = None
-        if on_progress is not None:
-            hook = functools.partial(_task_progress, on_progress, name)
-        prep = prepare(
-            name, tier, max_rows=max_rows, role=role, show_progress=show_progress, on_progress=hook
+        if defer_held_out and roles[name] == "held_out":
+            _clear_task(data_dir, name)  # a leftover of an earlier data dir must not pass for ready
+            continue
+        prepare_task(
+            data_dir,
+            name,
+            roles[name],
+            tier,
+            max_rows,
+            show_progress=show_progress,
+            on_progress=on_progress,
+            log=log,
         )
-        final = prep.splits["final"]
-        ok, weak_acc, majority = teacher_beats_majority(final.labels, prep.weak_probs["final"])
-        if not ok:
-            raise TaskRefused(
-                f"task {name!r}: its weak teacher ({prep.weak_model}) is right on {weak_acc:.3f} of final, "
-                f"not above the majority-class rate {majority:.3f}; a PGR on it would measure nothing. "
-                "Choose another task."
-            )
-        tdir = data_dir / TASKS_DIR / name
-        tdir.mkdir(exist_ok=True, mode=0o700)
-        arrays: dict[str, np.ndarray] = {}
-        rows: dict[str, dict] = {}
-        for split, sd in prep.splits.items():
-            arrays[f"labels_{split}"] = sd.labels.astype(np.int8)
-            rows[split] = {"ids": sd.ids, "texts": sd.texts if split in FEATURE_SPLITS else []}
-            if split in FEATURE_SPLITS:
-                arrays[f"x_{split}"] = sd.strong_x.astype(np.float32)
-                arrays[f"weak_{split}"] = prep.weak_probs[split].astype(np.float64)
-        arrays["ceiling_final"] = prep.ceiling("final").astype(np.float64)
-        if role != "held_out":
-            arrays["ceiling_dev"] = prep.ceiling("dev").astype(np.float64)
-        arrays["private_final"] = np.asarray(prep.final_private_mask(), dtype=bool)
-        atomic_write(tdir / "arrays.npz", _npz_bytes(arrays), mode=0o600)
-        meta = {
-            "name": name,
-            "domain": prep.task.domain,
-            "description": prep.task.description,
-            "role": role,
-            "weak_model": prep.weak_model,
-            "strong_model": prep.strong_model,
-            "protocol_c": prep.protocol.c,
-            "rows": rows,
-        }
-        atomic_write(tdir / "meta.json", json.dumps(meta), mode=0o600)
-        manifest["tasks"][name] = role
-        sizes = ", ".join(f"{s}={len(r['ids'])}" for s, r in rows.items())
-        n_private = int(arrays["private_final"].sum())
-        log(f"{name} ({role}): {sizes} (final: {n_private} private) ({time.perf_counter() - start:.1f} s)")
     atomic_write(data_dir / "manifest.json", json.dumps(manifest, indent=2), mode=0o600)
     return names
+
+
+def prepare_task(
+    data_dir: Path,
+    name: str,
+    role: str,
+    tier: str,
+    max_rows: int | None,
+    *,
+    show_progress: bool = False,
+    on_progress: ProgressHook | None = None,
+    log=print,
+) -> None:
+    """Prepare one task and store it in ``data_dir/tasks/NAME``; ``meta.json`` is written last, so a
+    task is ready exactly when that file exists (``DataStore.ready``). Refused: ``TaskRefused``, and
+    nothing of the task is left (so it can never be read as ready)."""
+    from aar.w2s.experiment import prepare, teacher_beats_majority
+
+    start = time.perf_counter()
+    tdir = Path(data_dir) / TASKS_DIR / name
+    _clear_task(data_dir, name)
+    hook = None if on_progress is None else functools.partial(_task_progress, on_progress, name)
+    prep = prepare(name, tier, max_rows=max_rows, role=role, show_progress=show_progress, on_progress=hook)
+    final = prep.splits["final"]
+    ok, weak_acc, majority = teacher_beats_majority(final.labels, prep.weak_probs["final"])
+    if not ok:
+        raise TaskRefused(
+            f"task {name!r}: its weak teacher ({prep.weak_model}) is right on {weak_acc:.3f} of final, "
+            f"not above the majority-class rate {majority:.3f}; a PGR on it would measure nothing. "
+            "Choose another task."
+        )
+    tdir.mkdir(exist_ok=True, mode=0o700)
+    arrays: dict[str, np.ndarray] = {}
+    rows: dict[str, dict] = {}
+    for split, sd in prep.splits.items():
+        arrays[f"labels_{split}"] = sd.labels.astype(np.int8)
+        rows[split] = {"ids": sd.ids, "texts": sd.texts if split in FEATURE_SPLITS else []}
+        if split in FEATURE_SPLITS:
+            arrays[f"x_{split}"] = sd.strong_x.astype(np.float32)
+            arrays[f"weak_{split}"] = prep.weak_probs[split].astype(np.float64)
+    arrays["ceiling_final"] = prep.ceiling("final").astype(np.float64)
+    if role != "held_out":
+        arrays["ceiling_dev"] = prep.ceiling("dev").astype(np.float64)
+    arrays["private_final"] = np.asarray(prep.final_private_mask(), dtype=bool)
+    atomic_write(tdir / "arrays.npz", _npz_bytes(arrays), mode=0o600)
+    meta = {
+        "name": name,
+        "domain": prep.task.domain,
+        "description": prep.task.description,
+        "role": role,
+        "weak_model": prep.weak_model,
+        "strong_model": prep.strong_model,
+        "protocol_c": prep.protocol.c,
+        "rows": rows,
+    }
+    atomic_write(tdir / READY_FILE, json.dumps(meta), mode=0o600)
+    sizes = ", ".join(f"{s}={len(r['ids'])}" for s, r in rows.items())
+    n_private = int(arrays["private_final"].sum())
+    log(f"{name} ({role}): {sizes} (final: {n_private} private) ({time.perf_counter() - start:.1f} s)")
+
+
+def _clear_task(data_dir: Path, name: str) -> None:
+    tdir = Path(data_dir) / TASKS_DIR / name
+    for f in (READY_FILE, "arrays.npz", REFUSED_FILE):
+        (tdir / f).unlink(missing_ok=True)
 
 
 def _task_progress(hook: ProgressHook, task: str, model: str, done: int, total: int) -> None:
@@ -266,6 +320,7 @@ class DataStore:
         if self.dir.stat().st_mode & 0o077:
             raise DataDirError(f"{self.dir}: data dir must be private (chmod 700): it holds labels")
         self.manifest = json.loads(manifest.read_text())
+        register_task_files(self.manifest.get("task_files", ()))  # so load_task finds them here too
         self._tasks: dict[str, TaskData] = {}
 
     @property
@@ -276,8 +331,11 @@ class DataStore:
     def home(self) -> str:
         return self.manifest["home"]
 
+    def role(self, name: str) -> str:
+        return self.manifest["tasks"][name]
+
     def held_out(self) -> list[str]:
-        return [n for n, role in self.manifest["tasks"].items() if role == "held_out"]
+        return [n for n, role in self.manifest["tasks"].items() if role == "held_out" and not self.refused(n)]
 
     def visible(self) -> list[str]:
         return [n for n, role in self.manifest["tasks"].items() if role == "visible"]
@@ -287,18 +345,46 @@ class DataStore:
         return [self.home, *self.visible()]
 
     def official_tasks(self) -> list[str]:
-        """Every task an official run is scored on: home, visible, held out."""
-        return [self.home, *[t for t in self.task_names if t != self.home]]
+        """Every task an official run is scored on: home, visible, held out (ready or still being
+        prepared; a task whose preparation was refused or failed is not one)."""
+        return [self.home, *[t for t in self.task_names if t != self.home and not self.refused(t)]]
 
     def has(self, name: str) -> bool:
         return name in self.manifest["tasks"]
+
+    def ready(self, name: str) -> bool:
+        """Stored and readable: its ``meta.json`` (written last) exists. Shown tasks always are (they
+        are prepared before the manifest is written); a held-out task may still be pending."""
+        return name in self._tasks or (self.dir / TASKS_DIR / name / READY_FILE).exists()
+
+    def ready_tasks(self) -> list[str]:
+        return [t for t in self.task_names if self.ready(t)]
+
+    def pending(self) -> list[str]:
+        """Tasks of the manifest still to prepare (first result first: held-out ones, in the background)."""
+        return [t for t in self.task_names if not self.ready(t) and not self.refused(t)]
+
+    def refused(self, name: str) -> str | None:
+        """Why the task's preparation was refused or failed (``mark_refused``), or None."""
+        path = self.dir / TASKS_DIR / name / REFUSED_FILE
+        try:
+            return json.loads(path.read_text())["reason"] if path.exists() else None
+        except (OSError, ValueError, KeyError):
+            return "unreadable refusal record"
+
+    def mark_refused(self, name: str, reason: str) -> None:
+        tdir = self.dir / TASKS_DIR / name
+        tdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        atomic_write(tdir / REFUSED_FILE, json.dumps({"reason": reason, "at": time.time()}), mode=0o600)
 
     def task(self, name: str) -> TaskData:
         if name not in self._tasks:
             if not self.has(name):
                 raise KeyError(name)
+            if not self.ready(name):
+                raise TaskNotReady(f"task {name!r} is still being prepared")
             tdir = self.dir / TASKS_DIR / name
-            meta = json.loads((tdir / "meta.json").read_text())
+            meta = json.loads((tdir / READY_FILE).read_text())
             with np.load(tdir / "arrays.npz", allow_pickle=False) as data:
                 arrays = {k: data[k] for k in data.files}
             self._tasks[name] = TaskData(

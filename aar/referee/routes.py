@@ -86,7 +86,7 @@ def build_router(ref) -> APIRouter:  # noqa: ANN001 (aar.referee.app.Referee; av
     def tasks(me: Identity = Depends(who)):
         """Researchers: the home and visible tasks (held-out tasks are not even listed); admins: all."""
         if me.is_admin:
-            return [ref.data.task(t).admin_card() for t in ref.data.task_names]
+            return [ref.data.task(t).admin_card() for t in ref.data.ready_tasks()]
         return [ref.data.task(t).card() for t in ref.data.shown()]
 
     # -- dev scoring -------------------------------------------------------------------------------
@@ -269,7 +269,7 @@ def build_router(ref) -> APIRouter:  # noqa: ANN001 (aar.referee.app.Referee; av
     @r.get("/runs", response_model=list[contract.RunView])
     def list_runs(
         agent: str | None = Query(None, max_length=64),
-        status: Literal["queued", "running", "done", "failed", "cancelled"] | None = None,
+        status: Literal["queued", "running", "waiting", "done", "failed", "cancelled"] | None = None,
         limit: int = Query(50, ge=1, le=500),
         offset: int = Query(0, ge=0, le=10**9),
         me: Identity = Depends(who),
@@ -351,6 +351,11 @@ def build_router(ref) -> APIRouter:  # noqa: ANN001 (aar.referee.app.Referee; av
         return ref.forum.vote(me, post_id, body.value, request.url.path)
 
     # -- admin: review queue and audit -------------------------------------------------------------
+
+    @r.get("/admin/preparation", response_model=list[schemas.PreparationOut])
+    def preparation(_admin: Identity = Depends(admin)):
+        """Tasks this referee prepares in the background (first result first); [] when none were left."""
+        return [] if ref.preparer is None else ref.preparer.snapshot()
 
     @r.get("/admin/flags", response_model=list[schemas.FlagOut])
     def flags(

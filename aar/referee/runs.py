@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 import aar
+from aar.contract import IN_FLIGHT
 from aar.referee import audit, credit, integrity, release
 from aar.referee.auth import Identity
 from aar.referee.codestore import CodeStore
@@ -35,6 +37,7 @@ from aar.w2s.idea_runner import save_context
 
 log = logging.getLogger("aar.referee")
 BASELINE_AGENT = "baselines"
+WAIT_POLL_S = 0.5  # how often a run waiting for a task being prepared looks again
 
 
 class RunService:
@@ -53,6 +56,7 @@ class RunService:
         self.public = public
         self._vanilla: dict[str, np.ndarray] = {}
         self.executor = None  # set by the app
+        self.stopping = threading.Event()  # set by Referee.stop: runs waiting for a task give up their wait
         self.load_probe = os.getloadavg  # (1, 5, 15)-minute load; replaceable to simulate a busy host
 
     # -- API side ----------------------------------------------------------------------------------
@@ -171,9 +175,9 @@ class RunService:
             return run
 
     def pending(self) -> list[int]:
-        """Runs to (re)start after a restart: queued ones, and running ones whose process died."""
+        """Runs to (re)start after a restart: queued ones, and running or waiting ones whose process died."""
         with self.db.write() as session:
-            rows = session.scalars(select(Run).where(Run.status.in_(("queued", "running")))).all()
+            rows = session.scalars(select(Run).where(Run.status.in_(IN_FLIGHT))).all()
             for run in rows:
                 run.status = "queued"
             return [r.id for r in rows]
@@ -212,7 +216,7 @@ class RunService:
         """Run an official run to completion; every outcome is recorded, nothing raises."""
         with self.db.write() as session:
             run = session.get(Run, run_id)
-            if run is None or run.status not in ("queued", "running"):
+            if run is None or run.status not in IN_FLIGHT:
                 return
             if run.status == "queued":  # not claimed through claim_next (direct call)
                 run.status = "running"
@@ -226,7 +230,8 @@ class RunService:
                 run.author_id or run.agent_id,  # flags and run time go to the idea's author
                 run.attempts,
             )
-        tasks = [home] + [t for t in self.data.official_tasks() if t != home]
+        shown = [home, *[t for t in self.data.shown() if t != home]]
+        tasks = shown + [t for t in self.data.official_tasks() if t not in shown]  # held-out ones last
         root = self.config.scratch_root / f"run-{run_id}-{uuid.uuid4().hex[:8]}"
         sandbox_log: list[dict] = []
         try:
@@ -238,6 +243,10 @@ class RunService:
             _make_readable(code_dir)
             preds: dict[str, np.ndarray] = {}
             for task in tasks:
+                if not self.scorable(task) and all(t in preds for t in shown):
+                    self._release_early(run_id, preds)  # first result first: researchers learn it now
+                if not self._await_task(run_id, task):
+                    continue  # refused or failed while being prepared: not an official task any more
                 rows = []
                 for seed in range(seeds):
                     out, info = self._one(root, code_dir, idea_path, task, seed)
@@ -254,6 +263,7 @@ class RunService:
                         return
                     rows.append(out)
                 preds[task] = np.stack(rows)
+            tasks = [t for t in tasks if t in preds]
             determinism = None
             if self.config.determinism_check:
                 again, info = self._one(root, code_dir, idea_path, home, 0, tag="rerun")
@@ -279,7 +289,8 @@ class RunService:
                 probe = integrity.official_probe(session, run_id, home, preds[home], self.public.rule)
                 if probe is not None:
                     findings.append(("official_probing", probe))
-                run.released = self._release(session, run_id, preds)
+                if run.released is None:  # not already released while the run waited for a task
+                    run.released = self._release(session, run_id, preds)
                 for kind, evidence in findings:
                     integrity.open_flag(
                         session,
@@ -311,6 +322,8 @@ class RunService:
                     path=f"/runs/{run_id}",
                     detail={"run_id": run_id, "status": "done", "flags": [k for k, _ in findings]},
                 )
+        except _Stopping:  # the referee is stopping: the run stays in flight, re-queued at the next start
+            log.info("official run %s left waiting for a task: the referee is stopping", run_id)
         except Exception as exc:  # a referee-side problem (disk, git): record it, keep serving
             log.exception("official run %s failed on the referee side", run_id)
             self._fail(
@@ -408,6 +421,54 @@ class RunService:
             out.append("reached for the referee's private data")
         return out
 
+    def _release_early(self, run_id: int, preds: dict[str, np.ndarray]) -> None:
+        """Release the shown tasks' public scores before the run waits for a held-out task still being
+        prepared: what researchers learn of a run depends on the shown tasks only. Once per run."""
+        with self.db.write() as session:
+            run = session.get(Run, run_id)
+            if run.released is not None:
+                return
+            run.released = self._release(session, run_id, preds)
+            audit.record(
+                session,
+                agent_id=None,
+                action="runs.release",
+                method="-",
+                path=f"/runs/{run_id}",
+                detail={"run_id": run_id, "before": "held-out tasks still being prepared"},
+            )
+
+    def scorable(self, task: str) -> bool:
+        """Can a run be scored on ``task`` now? Its data is ready and, where the built-in baselines
+        exist, vanilla's predictions on it too (every run is compared with vanilla)."""
+        if not self.data.ready(task):
+            return False
+        if self.vanilla(task) is not None:
+            return True
+        with self.db.read() as session:
+            return session.scalar(select(Run.id).where(Run.is_baseline.is_(True)).limit(1)) is None
+
+    def _await_task(self, run_id: int, task: str) -> bool:
+        """Wait (status ``waiting``) while ``task`` is being prepared in the background (first result
+        first); False if its preparation was refused or failed, so the run goes on without it."""
+        if self.scorable(task):
+            return True
+        self._set_status(run_id, "waiting")
+        try:
+            while not self.scorable(task):
+                if self.data.refused(task):
+                    return False
+                if self.stopping.wait(WAIT_POLL_S):
+                    raise _Stopping
+        finally:
+            if not self.stopping.is_set():
+                self._set_status(run_id, "running")
+        return True
+
+    def _set_status(self, run_id: int, status: str) -> None:
+        with self.db.write() as session:
+            session.get(Run, run_id).status = status
+
     def overloaded(self) -> bool:
         """Is the host busier than its cores (1-minute load average)? A time-out then is the load's."""
         return self.load_probe()[0] > (os.cpu_count() or 1)
@@ -494,21 +555,49 @@ class RunService:
             self._vanilla[task] = found
         return self._vanilla[task]
 
-    def ensure_baselines(self, methods: list[str] | None = None) -> int:
+    def ensure_baselines(self, methods: list[str] | None = None, *, add: bool = True) -> int:
         """Score the built-in methods (trusted code, in process) once; they join the leaderboard
         verified, vanilla first (every later run is compared with it), and pass through the official
-        Ladder like any run, so their released public scores set the bar researchers see."""
-        from aar.w2s.methods import builtin_methods, resolve_method, validate_predictions
+        Ladder like any run, so their released public scores set the bar researchers see.
+
+        Scored on the tasks that are ready; a task prepared later in the background (first result
+        first) is added to every existing baseline by calling this again (``add=False``: only that).
+        Returns how many baselines were scored or extended."""
+        from aar.w2s.methods import builtin_methods
 
         names = methods or [m for m in builtin_methods() if m != "ceiling"]
         names = sorted(names, key=lambda m: m != "vanilla")
+        ready = [t for t in self.data.official_tasks() if self.data.ready(t)]  # home first
         with self.db.read() as session:
-            have = set(session.scalars(select(Run.commit).where(Run.is_baseline.is_(True))).all())
+            have = {
+                r.commit: (r.id, set(r.results or {}))
+                for r in session.scalars(select(Run).where(Run.is_baseline.is_(True))).all()
+            }
         todo = [m for m in names if f"builtin:{m}" not in have]
-        if not todo:
-            return 0
+        extend = sorted(
+            (commit.removeprefix("builtin:"), run_id, [t for t in ready if t not in done])
+            for commit, (run_id, done) in have.items()
+            if any(t not in done for t in ready)
+        )
+        extend.sort(key=lambda e: e[0] != "vanilla")
+        for method, run_id, tasks in extend:
+            preds = self._baseline_predictions(method, tasks)
+            results = self._baseline_results(method, preds)
+            with self.db.write() as session:
+                run = session.get(Run, run_id)
+                run.results = {**(run.results or {}), **results}
+                _store_predictions(session, run_id, preds)
+                audit.record(
+                    session,
+                    agent_id=None,
+                    action="baselines.extend",
+                    method="-",
+                    path="-",
+                    detail={"method": method, "run_id": run_id, "tasks": tasks},
+                )
+        if not todo or not add:
+            return len(extend)
         home = self.data.home
-        tasks = self.data.official_tasks()  # home first
         with self.db.write() as session:
             agent = session.scalar(select(Agent).where(Agent.name == BASELINE_AGENT))
             if agent is None:
@@ -517,18 +606,8 @@ class RunService:
                 session.flush()
             baseline_agent = agent.id
         for method in todo:
-            fn = resolve_method(method)
-            preds = {}
-            for task in tasks:
-                td = self.data.task(task)
-                preds[task] = np.stack(
-                    [
-                        validate_predictions(fn(td.context("final", s)), td.ids["final"])
-                        for s in range(self.config.seeds)
-                    ]
-                )
-            vanilla = {t: (None if method == "vanilla" else self.vanilla(t)) for t in tasks}
-            results = {t: release.score_parts(self.data.task(t), preds[t], vanilla[t]) for t in tasks}
+            preds = self._baseline_predictions(method, ready)
+            results = self._baseline_results(method, preds)
             with self.db.write() as session:
                 run = Run(
                     agent_id=baseline_agent,
@@ -558,7 +637,37 @@ class RunService:
                     path="-",
                     detail={"methods": [method], "run_id": run.id},
                 )
-        return len(todo)
+        return len(todo) + len(extend)
+
+    def baselines_behind(self) -> bool:
+        """Does a built-in baseline lack a task that is ready (stored by a referee that then stopped)?"""
+        ready = set(self.data.ready_tasks()) - {t for t in self.data.task_names if self.data.refused(t)}
+        with self.db.read() as session:
+            scored = session.scalars(select(Run.results).where(Run.is_baseline.is_(True))).all()
+        return any(not ready <= set(results or {}) for results in scored)
+
+    def _baseline_predictions(self, method: str, tasks: list[str]) -> dict[str, np.ndarray]:
+        """A built-in method's predictions on ``final`` of each task, one row per seed (in process)."""
+        from aar.w2s.methods import resolve_method, validate_predictions
+
+        fn = resolve_method(method)
+        preds = {}
+        for task in tasks:
+            td = self.data.task(task)
+            rows = [fn(td.context("final", seed)) for seed in range(self.config.seeds)]
+            preds[task] = np.stack([validate_predictions(row, td.ids["final"]) for row in rows])
+        return preds
+
+    def _baseline_results(self, method: str, preds: dict[str, np.ndarray]) -> dict:
+        """Scores per task and part, compared with vanilla (vanilla itself with nothing)."""
+        return {
+            t: release.score_parts(self.data.task(t), p, None if method == "vanilla" else self.vanilla(t))
+            for t, p in preds.items()
+        }
+
+
+class _Stopping(Exception):
+    """The referee is stopping while a run waits for a task being prepared."""
 
 
 def _store_predictions(session, run_id: int, preds: dict[str, np.ndarray]) -> None:  # noqa: ANN001

@@ -143,6 +143,20 @@ class ReviewIn(BaseModel):
     reason: str = Field(min_length=1, max_length=5000)
 
 
+class PreparationOut(BaseModel):
+    """A task the referee prepares in the background (``aar.referee.preparer.Preparation``)."""
+
+    task: str
+    role: str
+    state: Literal["queued", "preparing", "ready", "refused", "failed"]
+    label: str
+    done: int
+    total: int
+    started: float | None
+    eta_seconds: float | None
+    reason: str | None
+
+
 class FlagOut(BaseModel):
     id: int
     kind: str

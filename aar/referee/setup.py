@@ -37,8 +37,10 @@ def initialise(
     visible: Sequence[str] = (),
     tier: str = "default",
     max_rows: int | None = None,
+    task_files: Sequence = (),
     baselines: bool = True,
     rebuild: bool = False,
+    defer_held_out: bool = False,
     agents: Sequence[str] | Mapping[str, int | None] = (),
     log: Callable[[str], None] = print,
     show_progress: bool = False,
@@ -46,10 +48,13 @@ def initialise(
     **config_overrides,
 ) -> dict[str, str]:
     """Prepare tasks (home first; those in ``visible`` are visible secondary tasks, the others held
-    out) unless there already and not ``rebuild``), save the config, score baselines,
+    out) unless there already and not ``rebuild``; with ``defer_held_out`` the held-out ones are left
+    to the referee, which prepares them in the background), save the config, score baselines (on the
+    tasks that are ready; the referee extends them to each task it prepares later),
     create the admin (token in data/admin.token) and the named ``agents`` (data/tokens/<name>.token;
     a mapping name -> uid also binds each to its sandbox uid, see ``Authenticator.identify_peer``).
-    Returns every token it ensured, by name ("admin" included)."""
+    Returns every token it ensured, by name ("admin" included). ``task_files``: tasks declared from
+    files (``aar.w2s.task_files.TaskFile``s or their JSON records), each validated whole first."""
     from aar.referee.app import Referee
     from aar.referee.datadir import init_data_dir
 
@@ -61,6 +66,8 @@ def initialise(
             visible=visible,
             tier=tier,
             max_rows=max_rows,
+            task_files=task_files,
+            defer_held_out=defer_held_out,
             log=log,
             show_progress=show_progress,
             on_progress=on_progress,

@@ -31,6 +31,7 @@ from typing import Any
 from aar.agents import ideas
 from aar.agents.backends.base import Backend, Completion
 from aar.agents.prices import Usage
+from aar.contract import has_result
 
 log = logging.getLogger("aar.agents")
 
@@ -202,7 +203,7 @@ def research(seed: int, direction: str, max_ideas: int = 1000, dev_reserve: int 
         if pending:  # collect finished official runs, post them
             mine = yield Call("run_status", {"limit": 20}, "Check my official runs.")
             for run in mine.rows:
-                if run.get("run_id") in pending and run["status"] in ("done", "failed", "cancelled"):
+                if run.get("run_id") in pending and has_result(run):
                     name, cfg, dev_ans = pending.pop(run["run_id"])
                     yield from _finished(run, name, cfg, dev_ans, vanilla_pgr, tasks, learn(cfg))
 
@@ -287,7 +288,7 @@ def research(seed: int, direction: str, max_ideas: int = 1000, dev_reserve: int 
                 done = yield Call(
                     "run_status", {"run_id": oldest, "wait_seconds": 600}, "Wait for my oldest run."
                 )
-                if done.dict.get("status") in ("done", "failed", "cancelled"):
+                if has_result(done.dict):
                     name_, cfg_, dev_ = pending.pop(oldest)
                     yield from _finished(done.dict, name_, cfg_, dev_, vanilla_pgr, tasks, learn(cfg_))
             continue
@@ -323,7 +324,7 @@ def _finished(
     """Record a finished official run's released scores as evidence for its idea, then post it: the
     post quotes the released numbers only (the referee shows the cited run's own beside it)."""
     cfg_line = f"config: {json.dumps(cfg, sort_keys=True)}"
-    if run["status"] != "done":
+    if run["status"] not in ("done", "waiting"):  # waiting: released, a held-out task still being prepared
         yield Call(
             "forum_post",
             {
