@@ -15,6 +15,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -29,10 +30,11 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
 
-def _known_task(name: str) -> str:
+def _known_task(name: str, declared: set[str] = frozenset()) -> str:  # type: ignore[assignment]
+    """A built-in or registered task, or one the campaign declares from a file."""
     from aar.w2s.tasks import task_specs
 
-    known = sorted(s.name for s in task_specs())
+    known = sorted({s.name for s in task_specs()} | set(declared))
     if name not in known:
         raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(known)}")
     return name
@@ -52,7 +54,42 @@ def _known_backend(name: str) -> str:
 BackendName = Annotated[str, AfterValidator(_known_backend)]
 
 
+class TaskFileSpec(Strict):
+    """A task from a file (``aar.w2s.task_files``): its path is relative to the campaign file. The whole
+    file is validated when the campaign is loaded and its digest recorded, so a bad row is an error
+    naming the file, the line and the field before anything starts, and a file edited afterwards is
+    refused (the digest is part of the campaign's fingerprint and is checked when the rows are built)."""
+
+    name: Name
+    path: str
+    format: Literal["auto", "binary", "preference", "text"] = "auto"
+    domain: str = Field("custom", min_length=1)
+    # where the task goes when the testbed does not list it: home, visible or held_out
+    role: Literal["home", "visible", "held_out"] | None = None
+    description: str = ""
+    sha256: str | None = None  # filled in on load; give it to pin the file's content
+
+    @model_validator(mode="after")
+    def _read(self, info: ValidationInfo) -> TaskFileSpec:
+        from aar.w2s.task_files import TaskFile, declare
+        from aar.w2s.tasks import TaskDataError
+
+        base = (info.context or {}).get("base_dir")
+        try:
+            declared = declare(TaskFile(**self.model_dump()), Path(base) if base else None)
+        except TaskDataError as exc:
+            raise ValueError(str(exc)) from None
+        self.path, self.sha256 = declared.path, declared.sha256
+        return self
+
+    def declaration(self) -> dict:
+        """The record the referee keeps and registers the task from (``TaskFile.from_json``)."""
+        return self.model_dump()
+
+
 class Testbed(Strict):
+    # tasks of your own (see README); first, so the task lists below may name them
+    task_files: list[TaskFileSpec] = Field(default_factory=list)
     home: str = defaults.HOME_TASK
     held_out: list[str] = Field(default_factory=lambda: list(defaults.HELD_OUT_TASKS))
     # secondary tasks whose public part researchers see scored, like the home task's
@@ -62,13 +99,43 @@ class Testbed(Strict):
 
     @field_validator("home")
     @classmethod
-    def _known_home(cls, v: str) -> str:
-        return _known_task(v)
+    def _known_home(cls, v: str, info: ValidationInfo) -> str:
+        return _known_task(v, {t.name for t in info.data.get("task_files", [])})
 
     @field_validator("held_out", "visible")
     @classmethod
-    def _known_tasks(cls, v: list[str]) -> list[str]:
-        return [_known_task(t) for t in v]
+    def _known_tasks(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        return [_known_task(t, {t.name for t in info.data.get("task_files", [])}) for t in v]
+
+    @model_validator(mode="after")
+    def _place_task_files(self) -> Testbed:
+        """A file task with a role joins that list unless listed already (where it must agree);
+        role home replaces the default home task, not one the campaign names."""
+        names = [t.name for t in self.task_files]
+        if len(set(names)) != len(names):
+            raise ValueError("task_files declares a task name twice")
+        for tf in self.task_files:
+            listed = (
+                "home"
+                if tf.name == self.home
+                else next((f for f in ("held_out", "visible") if tf.name in getattr(self, f)), None)
+            )
+            if tf.role is None or listed == tf.role:
+                if listed is None:
+                    raise ValueError(
+                        f"task file {tf.name!r} has no role and is not listed in home, held_out or visible"
+                    )
+                continue
+            if listed is not None:
+                raise ValueError(f"task file {tf.name!r} has role {tf.role} but is listed as {listed}")
+            if tf.role == "home":
+                if "home" in self.model_fields_set:
+                    raise ValueError(f"task file {tf.name!r} has role home but home is {self.home!r}")
+                self.home = tf.name
+                self.model_fields_set.add("home")
+            else:
+                getattr(self, tf.role).append(tf.name)
+        return self
 
     @model_validator(mode="after")
     def _distinct(self) -> Testbed:
@@ -216,7 +283,10 @@ def set_path(data: dict, dotted: str, raw: str) -> None:
     node[keys[-1]] = yaml.safe_load(raw) if raw != "" else None
 
 
-def parse(data: object, source: str = "campaign", overrides: list[str] | None = None) -> Campaign:
+def parse(
+    data: object, source: str = "campaign", overrides: list[str] | None = None, base_dir: Path | None = None
+) -> Campaign:
+    """Validate a campaign; ``base_dir`` is where relative task file paths start (the file's folder)."""
     if not isinstance(data, dict):
         raise CampaignError(f"{source}: a campaign is a YAML mapping, got {type(data).__name__}")
     for item in overrides or []:
@@ -225,7 +295,7 @@ def parse(data: object, source: str = "campaign", overrides: list[str] | None = 
         key, value = item.split("=", 1)
         set_path(data, key.strip(), value)
     try:
-        return Campaign.model_validate(data)
+        return Campaign.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
         raise CampaignError(_format(exc, source)) from None
 
@@ -240,7 +310,7 @@ def load(path: Path, overrides: list[str] | None = None) -> Campaign:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise CampaignError(f"{path}: not valid YAML: {exc}") from None
-    return parse(data, str(path), overrides)
+    return parse(data, str(path), overrides, base_dir=path.parent)
 
 
 def backend_problems(c: Campaign, env: dict[str, str]) -> list[str]:
@@ -267,9 +337,11 @@ missing_credentials = backend_problems  # the name callers used before dependenc
 
 def fingerprint(c: Campaign) -> str:
     """What must not change when a killed campaign is resumed (the testbed and the referee's rules).
-    An empty ``visible`` is left out, so campaigns started before it existed still resume."""
+    An empty ``visible`` or ``task_files`` is left out, so campaigns started before they existed still
+    resume; a task file's digest is in, so an edited file is refused on resume."""
     testbed = c.testbed.model_dump()
-    if not testbed["visible"]:
-        del testbed["visible"]
+    for key in ("visible", "task_files"):  # left out when empty: older campaigns still resume
+        if not testbed[key]:
+            del testbed[key]
     stable = {"testbed": testbed, "seeds": c.referee.seeds}
     return hashlib.sha256(yaml.safe_dump(stable, sort_keys=True).encode()).hexdigest()[:16]

@@ -37,6 +37,15 @@ def init_cmd(
         "--visible",
         help="Comma-separated tasks of --tasks whose public scores researchers see (the rest are held out).",
     ),
+    task_file: list[str] = typer.Option(
+        None,
+        "--task-file",
+        help=(
+            "A task of your own from a JSONL file (repeatable): PATH or key=value,... with keys path, name "
+            "(default: the file's stem), format (auto, binary, preference, text), domain, role (home, "
+            "visible, held_out; default held_out unless named in --tasks), description."
+        ),
+    ),
     db: str = typer.Option(None, "--db", help="SQLAlchemy URL (default: SQLite in the data dir)."),
     seeds: int = typer.Option(3, min=1, max=20, help="Seeds per official run (K)."),
     dev_budget: int = typer.Option(200, min=1, help="Dev queries per agent, per task, per day."),
@@ -46,9 +55,16 @@ def init_cmd(
     from aar.eta import EtaLines
     from aar.referee.datadir import DataDirError
     from aar.referee.setup import initialise
+    from aar.w2s.task_files import declare, parse_spec, place
+    from aar.w2s.tasks import TaskDataError
 
     names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
     shown = [t.strip() for t in visible.split(",") if t.strip()] if visible else []
+    try:  # every file is read and checked whole before the data dir is touched
+        declared = [declare(parse_spec(spec)) for spec in task_file or []]
+        names, shown = place(names, shown, declared)
+    except (ValueError, TaskDataError) as exc:
+        _fail(str(exc))
     try:
         initialise(
             data,
@@ -56,6 +72,7 @@ def init_cmd(
             visible=shown,
             tier="fast" if fast else "default",
             max_rows=max_rows,
+            task_files=declared,
             baselines=baselines,
             rebuild=True,
             log=_err,

@@ -190,7 +190,7 @@ def subsample_groups(rows: Sequence[Row], max_rows: int | None, seed: int = 0) -
 
 
 def _json_objects(path: Path, kind: str = "task file"):
-    """Yield ``(where, object)`` for each non-blank JSONL line; malformed lines raise naming the row."""
+    """Yield ``(lineno, where, object)`` for each non-blank JSONL line; a malformed line raises naming it."""
     try:
         handle = path.open(encoding="utf-8")
     except OSError as exc:
@@ -199,7 +199,7 @@ def _json_objects(path: Path, kind: str = "task file"):
         for lineno, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
-            where = f"{path}, row {lineno}"
+            where = f"{path}, line {lineno}"
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
@@ -247,38 +247,12 @@ def write_rows_jsonl(path: Path, rows: Iterable[Row]) -> None:
 
 
 def load_released_jsonl(path: Path, name: str | None = None) -> list[Row]:
-    """Rows in the published release's format.
+    """Rows in the published release's format (binary ``{question, choice, label}`` or preference
+    ``{prompt, first, second, label: "A"|"B"}``, read off the first row; plain ``{text, label}`` rows
+    are read too). ``aar.w2s.task_files`` has the rules and registers a file as a task."""
+    from aar.w2s.task_files import read_task_file
 
-    Binary rows ``{question, choice, label}`` (label bool/0/1) become "question / answer" texts grouped
-    by question; preference rows ``{prompt, first, second, label: "A"|"B"}`` become one text showing
-    both responses, label 1 when the first is preferred, grouped by prompt.
-    """
-    rows: list[Row] = []
-    name = name or path.stem
-    for lineno, where, obj in _json_objects(path, "released file"):
-        if {"prompt", "first", "second"} <= obj.keys():
-            if obj.get("label") not in ("A", "B"):
-                raise TaskDataError(
-                    f"{where}: preference row needs label 'A' or 'B', got {obj.get('label')!r}"
-                )
-            text = f"{obj['prompt']}\n\nResponse A: {obj['first']}\n\nResponse B: {obj['second']}"
-            rows.append(Row(stable_id(name, lineno), text, int(obj["label"] == "A"), str(obj["prompt"])))
-        elif {"question", "choice"} <= obj.keys():
-            label = obj.get("label")
-            if isinstance(label, str) and label.lower() in ("true", "false"):
-                label = label.lower() == "true"
-            if label not in (0, 1, True, False):
-                raise TaskDataError(f"{where}: binary row needs a boolean label, got {label!r}")
-            text = f"{obj['question']}\n\nAnswer: {obj['choice']}"
-            rows.append(Row(stable_id(name, lineno), text, int(label), str(obj["question"])))
-        else:
-            raise TaskDataError(
-                f"{where}: neither a binary row {{question, choice, label}} "
-                "nor a preference row {prompt, first, second, label}"
-            )
-    if not rows:
-        raise TaskDataError(f"{path}: no rows")
-    return rows
+    return read_task_file(path, "auto", name)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -64,42 +64,42 @@ def test_subsample_keeps_whole_groups_and_is_deterministic():
     assert all(sum(r.group == g for r in a) == 4 for g in list(groups)[:20])
 
 
-def test_malformed_jsonl_names_file_and_row(tmp_path):
+def test_malformed_jsonl_names_file_and_line(tmp_path):
     path = tmp_path / "task.jsonl"
     good = json.dumps({"id": "a", "text": "hello", "label": 1})
     path.write_text(good + "\n" + '{"id": "b", "text": "x", "label": 1\n')
-    with pytest.raises(TaskDataError, match=r"task\.jsonl, row 2: not valid JSON"):
+    with pytest.raises(TaskDataError, match=r"task\.jsonl, line 2: not valid JSON"):
         read_rows_jsonl(path)
     path.write_text(good + "\n" + json.dumps({"id": "b", "text": "x", "label": 7}) + "\n")
-    with pytest.raises(TaskDataError, match=r"row 2: field 'label' must be 0 or 1"):
+    with pytest.raises(TaskDataError, match=r"line 2: field 'label' must be 0 or 1"):
         read_rows_jsonl(path)
     path.write_text(good + "\n" + good + "\n")
-    with pytest.raises(TaskDataError, match=r"row 2: duplicate id 'a'"):
+    with pytest.raises(TaskDataError, match=r"line 2: duplicate id 'a'"):
         read_rows_jsonl(path)
     path.write_text(json.dumps({"id": "a", "label": 1}) + "\n")
-    with pytest.raises(TaskDataError, match=r"row 1: missing field\(s\) text"):
+    with pytest.raises(TaskDataError, match=r"line 1: missing field\(s\) text"):
         read_rows_jsonl(path)
 
 
 def test_released_format_binary_and_preference(tmp_path):
     path = tmp_path / "math.jsonl"
-    path.write_text(
-        "\n".join(
-            json.dumps(r)
-            for r in [
-                {"question": "1+1?", "choice": "2", "label": True},
-                {"question": "1+1?", "choice": "3", "label": False},
-                {"prompt": "Say hi", "first": "hi", "second": "go away", "label": "A"},
-                {"prompt": "Say bye", "first": "no", "second": "bye", "label": "B"},
-            ]
-        )
-    )
+    binary = [
+        {"question": "1+1?", "choice": "2", "label": True},
+        {"question": "1+1?", "choice": "3", "label": False},
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in binary))
     rows = load_released_jsonl(path)
-    assert [r.label for r in rows] == [1, 0, 1, 0]
+    assert [r.label for r in rows] == [1, 0]
     assert rows[0].group == rows[1].group  # same question, same group
-    assert "Response A: hi" in rows[2].text
+    preference = [
+        {"prompt": "Say hi", "first": "hi", "second": "go away", "label": "A"},
+        {"prompt": "Say bye", "first": "no", "second": "bye", "label": "B"},
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in preference))
+    rows = load_released_jsonl(path)
+    assert [r.label for r in rows] == [1, 0] and "Response A: hi" in rows[0].text
     path.write_text(json.dumps({"prompt": "p", "first": "a", "second": "b", "label": "C"}))
-    with pytest.raises(TaskDataError, match=r"math\.jsonl, row 1: preference row needs label"):
+    with pytest.raises(TaskDataError, match=r"math\.jsonl, line 1, field 'label': must be \"A\" or \"B\""):
         load_released_jsonl(path)
 
 
