@@ -28,7 +28,10 @@ err = Console(stderr=True)
 
 
 def _fail(message: str) -> None:
-    err.print(f"[red]error:[/red] {message}")
+    from rich.markup import escape
+
+    # unwrapped and literal: a message names files and lines, and may quote a "[...]" value
+    err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -105,6 +108,11 @@ def run_cmd(
     split: str = typer.Option("final", help="Score on 'final' (default) or 'dev'."),
     max_rows: int = typer.Option(None, help="Use a deterministic subset of this many rows."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    task_file: str = typer.Option(
+        None,
+        "--task-file",
+        help="A task of your own: PATH or key=value,... as in `aar referee init --task-file`.",
+    ),
 ) -> None:
     """Run one method on one task: weak, ceiling and transfer accuracy, PGR with 95% CIs."""
     import time
@@ -112,17 +120,20 @@ def run_cmd(
     from aar.w2s import defaults
     from aar.w2s.experiment import prepare, run_method
     from aar.w2s.methods import IdeaError
-    from aar.w2s.tasks import TaskDataError
+    from aar.w2s.task_files import declare, parse_spec, register_task_file
 
     start = time.perf_counter()
-    task = task or defaults.HOME_TASK
     if split not in ("dev", "final"):
         _fail(f"--split must be 'dev' or 'final', got {split!r}")
     try:
+        if task_file:  # --task defaults to its name
+            name = register_task_file(declare(parse_spec(task_file))).name
+            task = task or name
+        task = task or defaults.HOME_TASK
         prep = prepare(task, "fast" if fast else tier, max_rows=max_rows, show_progress=not as_json)
         result = run_method(prep, method, seeds, split=split)
-    except (KeyError, IdeaError, TaskDataError) as exc:
-        _fail(str(exc).strip("'\""))
+    except (KeyError, ValueError, IdeaError) as exc:  # TaskDataError is a ValueError
+        _fail(str(exc).strip("'\"") if isinstance(exc, KeyError) else str(exc))
         return
     data = result.to_json()
     data["seconds"] = round(time.perf_counter() - start, 3)

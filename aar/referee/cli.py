@@ -84,7 +84,7 @@ def init_cmd(
             dev_budget_per_day=dev_budget,
         )
     except (KeyError, ValueError, DataDirError) as exc:
-        _fail(str(exc).strip("'\""))
+        _fail(str(exc).strip("'\"") if isinstance(exc, KeyError) else str(exc))
     _err(f"referee data ready in {data}")
 
 

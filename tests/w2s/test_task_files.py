@@ -177,3 +177,28 @@ def test_example_is_valid_and_rebuilds_identically(tmp_path: Path) -> None:
         text=True,
     )
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_w2s_run_measures_a_task_file(tmp_path: Path) -> None:
+    """`aar w2s run --task-file`: weak and ceiling on your file before a referee is involved (navigate's
+    rows as a text file, so the fast tier's features are cached); a bad file: exit 2, file and line."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "walks.jsonl"
+    rows = load_task("navigate").rows
+    path.write_text(
+        "".join(json.dumps({"text": r.text, "label": r.label, "group": r.group}) + "\n" for r in rows)
+    )
+    cmd = [sys.executable, "-m", "aar.cli", "w2s", "run", "--fast", "--seeds", "1", "--json"]
+    r = subprocess.run(
+        [*cmd, "--task-file", f"path={path},name=walks,role=home"], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout)
+    assert out["task"] == "walks" and out["ceiling_acc"] > out["weak_acc"] > 0.55
+    path.write_text('{"text": "a", "label": 1}\n{"text": "b", "label": "no"}\n')
+    r = subprocess.run([*cmd, "--task-file", str(path)], capture_output=True, text=True)
+    assert (
+        r.returncode == 2 and "walks.jsonl, line 2, field 'label'" in r.stderr and "Traceback" not in r.stderr
+    )
