@@ -41,6 +41,7 @@ def record(
     """Append one entry; call inside ``Database.write()`` (the write lock makes the chain linear)."""
     prev = session.scalar(select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1)) or GENESIS
     ts = utcnow()
+    path = path.replace("\x00", "\\x00")  # a refused request's path may hold one; PostgreSQL text cannot
     detail = detail or {}
     entry = AuditEntry(
         ts=ts,

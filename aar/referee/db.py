@@ -9,6 +9,15 @@ COMMIT that holds its changes has returned, i.e. after fsync.
 
 Group commit (queued writers sharing one COMMIT) was tried and measured: with COMMIT at ~1 ms here it
 did not improve the load bench's p99 (README, "The referee under load"), so each write commits alone.
+
+PostgreSQL (``postgresql://`` URLs, driver psycopg 3: the ``postgres`` extra) is for referees on
+several hosts sharing one store. The Python lock serialises this process only, so a write transaction
+there first takes one transaction-scoped advisory lock: writers of every process and host queue for
+it as SQLite's writers queue for BEGIN IMMEDIATE, and the read-modify-write code above this module
+(the audit chain's last hash, the Ladders, the run queue, the forum's rate limits) keeps the one
+guarantee it was written for, one writer at a time, at READ COMMITTED (each statement after the lock
+sees every write committed before it). The forum's search index and the audit log's append-only
+triggers have a PostgreSQL twin of the SQLite DDL.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -42,19 +52,26 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
+# Ids (and uids) are 64-bit on every store. SQLite's INTEGER is already (and must stay INTEGER for a
+# rowid primary key); PostgreSQL's INTEGER is not, and the API accepts ids up to 2**62 (routes.Id):
+# a larger one on a 32-bit column would be a 500 ("integer out of range") instead of a 404, and uids
+# go past 2**31. Foreign keys take their referenced column's type.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
 class Base(DeclarativeBase):
     pass
 
 
 class Agent(Base):
     __tablename__ = "agents"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     # the researcher's sandbox uid: on the Unix socket its token is accepted only from this uid, and
     # a peer with this uid needs no token at all (so none has to sit in the sandbox's environment)
-    uid: Mapped[int | None] = mapped_column(Integer, nullable=True, unique=True)
+    uid: Mapped[int | None] = mapped_column(BigId, nullable=True, unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -62,7 +79,7 @@ class DevQuery(Base):
     """Every dev query, with the private numbers behind the public answer (for integrity review)."""
 
     __tablename__ = "dev_queries"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"))
     task: Mapped[str] = mapped_column(String(64))
     day: Mapped[str] = mapped_column(String(10))
@@ -121,7 +138,7 @@ class PublicLadder(Base):
 
 class CodePush(Base):
     __tablename__ = "code_pushes"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"))
     ref: Mapped[str] = mapped_column(String(255))
     commit: Mapped[str] = mapped_column(String(40))
@@ -133,7 +150,7 @@ class Run(Base):
     credit (a run of someone else's commit is a reproduction)."""
 
     __tablename__ = "runs"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"))
     author_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # starts; a run timed out by load is retried
@@ -170,7 +187,7 @@ class RunPrediction(Base):
     """Per-seed predictions of an official run: kept for audit, never returned to agents."""
 
     __tablename__ = "run_predictions"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
     task: Mapped[str] = mapped_column(String(64))
     seed: Mapped[int] = mapped_column(Integer)
@@ -180,7 +197,7 @@ class RunPrediction(Base):
 
 class Post(Base):
     __tablename__ = "posts"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"))
     title: Mapped[str] = mapped_column(String(300))
     body: Mapped[str] = mapped_column(Text)
@@ -199,7 +216,7 @@ class PostCite(Base):
 
 class Comment(Base):
     __tablename__ = "comments"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"), index=True)
     agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"))
     body: Mapped[str] = mapped_column(Text)
@@ -217,10 +234,10 @@ class Flag(Base):
     """An integrity finding with its evidence; open flags are the human review queue."""
 
     __tablename__ = "flags"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     kind: Mapped[str] = mapped_column(String(48))
     subject_type: Mapped[str] = mapped_column(String(16))  # "run" or "agent"
-    subject_id: Mapped[int] = mapped_column(Integer)
+    subject_id: Mapped[int] = mapped_column(BigId)
     agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"), nullable=True)
     task: Mapped[str | None] = mapped_column(String(64), nullable=True)
     evidence: Mapped[dict] = mapped_column(JSON)
@@ -235,9 +252,9 @@ class AuditEntry(Base):
     """Append-only (enforced by triggers) and hash-chained, so an edit or a gap is detectable."""
 
     __tablename__ = "audit_log"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     ts: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
-    agent_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    agent_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
     action: Mapped[str] = mapped_column(String(64))
     method: Mapped[str] = mapped_column(String(8))
     path: Mapped[str] = mapped_column(String(512))
@@ -270,23 +287,55 @@ _SQLITE_DDL = [
            SELECT RAISE(ABORT, 'audit log is append-only'); END""",
 ]
 
+# The forum's search document on PostgreSQL, built to find what SQLite's FTS5 (unicode61 tokenizer)
+# finds: punctuation separates words (so "aar/w2s/ideas.py" holds "ideas", "navigate_turns" holds
+# "turns"; PostgreSQL's parser alone would keep paths, numbers and hyphenated words whole), and the
+# 'simple' configuration lower-cases without stemming or stop words. The search query repeats this
+# expression verbatim: that is what lets it use the GIN index.
+PG_SEARCH_DOCUMENT = (
+    "to_tsvector('simple', regexp_replace("
+    "posts.title || ' ' || posts.body || ' ' || posts.tags_text, '[[:punct:]]+', ' ', 'g'))"
+)
+
 _POSTGRES_DDL = [
-    """CREATE INDEX IF NOT EXISTS posts_fts_idx ON posts USING GIN (
-           to_tsvector('english', title || ' ' || body || ' ' || tags_text))""",
+    "DROP INDEX IF EXISTS posts_fts_idx",  # an earlier 'english' index that no query used
+    f"CREATE INDEX IF NOT EXISTS posts_search_idx ON posts USING GIN (({PG_SEARCH_DOCUMENT}))",
     """CREATE OR REPLACE FUNCTION aar_audit_append_only() RETURNS trigger AS $$
        BEGIN RAISE EXCEPTION 'audit log is append-only'; END; $$ LANGUAGE plpgsql""",
+    # row triggers do not fire on TRUNCATE: a statement trigger refuses that too
     """DO $$ BEGIN
-         IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'audit_append_only') THEN
+         IF NOT EXISTS (SELECT 1 FROM pg_trigger
+                        WHERE tgname = 'audit_append_only' AND tgrelid = 'audit_log'::regclass) THEN
            CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit_log
            FOR EACH ROW EXECUTE FUNCTION aar_audit_append_only();
+         END IF;
+         IF NOT EXISTS (SELECT 1 FROM pg_trigger
+                        WHERE tgname = 'audit_no_truncate' AND tgrelid = 'audit_log'::regclass) THEN
+           CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit_log
+           FOR EACH STATEMENT EXECUTE FUNCTION aar_audit_append_only();
          END IF; END $$""",
 ]
+
+# Every write transaction on PostgreSQL takes this lock first (see the module docstring); the key is
+# arbitrary but fixed, and advisory locks are per database, so referees of other databases never wait.
+_PG_WRITE_LOCK_KEY = 0x616172_7772  # "aar" "wr"
+_PG_WRITE_LOCK = text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=_PG_WRITE_LOCK_KEY)
+
+
+def normalize_url(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` mean psycopg 3 (SQLAlchemy would pick psycopg2, which aar
+    does not install); every other URL, an explicit driver included, is kept as it is."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
 
 
 class Database:
     """Engine, sessions, and the one-writer-at-a-time write transaction."""
 
     def __init__(self, url: str):
+        url = normalize_url(url)
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict = {}
@@ -294,7 +343,12 @@ class Database:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
             kwargs["pool_size"] = 16
             kwargs["max_overflow"] = 32
+        elif url.startswith("postgresql"):
+            kwargs["pool_size"] = 16
+            kwargs["max_overflow"] = 32
+            kwargs["pool_pre_ping"] = True  # a restarted server: reconnect instead of failing a request
         self.engine: Engine = create_engine(url, **kwargs)
+        self.is_postgres = self.engine.dialect.name == "postgresql"
         if self.is_sqlite:
             _sqlite_setup(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -304,13 +358,7 @@ class Database:
 
     def create_all(self) -> None:
         Base.metadata.create_all(self.engine)
-        ddl = (
-            _SQLITE_DDL
-            if self.is_sqlite
-            else _POSTGRES_DDL
-            if self.engine.dialect.name == "postgresql"
-            else []
-        )
+        ddl = _SQLITE_DDL if self.is_sqlite else _POSTGRES_DDL if self.is_postgres else []
         with self.engine.begin() as conn:
             for stmt in ddl:
                 conn.execute(text(stmt))
@@ -327,8 +375,11 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A write transaction; durable (committed, fsync'd) when the block exits without an exception.
-        A block that raises leaves no change behind."""
+        A block that raises leaves no change behind. On PostgreSQL the transaction first takes the
+        database-wide write lock, so writers in other processes and on other hosts queue too."""
         with self._write_lock, self._write_sessions() as session, session.begin():
+            if self.is_postgres:
+                session.execute(_PG_WRITE_LOCK)
             yield session
 
     def dispose(self) -> None:

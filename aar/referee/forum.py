@@ -23,7 +23,18 @@ from sqlalchemy.orm import Session
 
 from aar.referee import audit, views
 from aar.referee.auth import Identity
-from aar.referee.db import Agent, AuditEntry, Comment, Database, Post, PostCite, Run, Vote, utcnow
+from aar.referee.db import (
+    PG_SEARCH_DOCUMENT,
+    Agent,
+    AuditEntry,
+    Comment,
+    Database,
+    Post,
+    PostCite,
+    Run,
+    Vote,
+    utcnow,
+)
 from aar.referee.errors import ApiError
 
 KINDS = ("result", "hypothesis", "insight", "failure")
@@ -61,6 +72,10 @@ class ForumLimits:
 
 
 def _size(*texts: str | None, tags: list[str] | None = None) -> int:
+    """UTF-8 bytes of a write's text (the daily byte cap). Refuses NUL characters (422): PostgreSQL
+    text cannot hold them, and a post must read the same whichever store the referee uses."""
+    if any("\x00" in t for t in (*texts, *(tags or [])) if t):
+        raise ApiError(422, "forum text may not contain NUL characters")
     return sum(len(t.encode("utf-8")) for t in texts if t) + sum(len(t.encode("utf-8")) for t in tags or [])
 
 
@@ -72,10 +87,14 @@ def _until(moment: dt.datetime, now: dt.datetime) -> str:
     return f"{hours} h {mins:02d} min" if hours else f"{mins} min"
 
 
+def _search_words(q: str) -> list[str]:
+    """The words of a search (at most 20): the only part of the user's text any query sees."""
+    return _WORD.findall(q)[:20]
+
+
 def _fts_query(q: str) -> str:
     """Every word quoted and AND-ed: user text can never be FTS5 syntax (so never a 5xx)."""
-    words = _WORD.findall(q)[:20]
-    return " ".join(f'"{w}"' for w in words)
+    return " ".join(f'"{w}"' for w in _search_words(q))
 
 
 class Forum:
@@ -307,13 +326,11 @@ class Forum:
                         .params(q=_fts_query(q))
                     )
                     stmt = stmt.where(Post.id.in_(ids))
-                elif self.db.engine.dialect.name == "postgresql":
-                    stmt = stmt.where(
-                        text(
-                            "to_tsvector('english', posts.title || ' ' || posts.body || ' ' || "
-                            "posts.tags_text) @@ plainto_tsquery('english', :q)"
-                        )
-                    ).params(q=q)
+                elif self.db.is_postgres:
+                    # the words alone, as a bound value, through plainto_tsquery (which ANDs them and
+                    # reads no operators): user text never becomes tsquery syntax, as with FTS5 above
+                    match = text(f"{PG_SEARCH_DOCUMENT} @@ plainto_tsquery('simple', :q)")
+                    stmt = stmt.where(match.bindparams(q=" ".join(_search_words(q))))
                 else:
                     like = f"%{q}%"
                     stmt = stmt.where(Post.title.like(like) | Post.body.like(like))

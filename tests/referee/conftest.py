@@ -1,9 +1,17 @@
 """Referee fixtures: one real private data dir per session (fast tier, small subsets, real features),
-a fresh SQLite database per test, the app in-process (TestClient) with real git and real sandboxes."""
+a fresh database per referee, the app in-process (TestClient) with real git and real sandboxes.
+
+The database is SQLite (the referee's default) unless ``AAR_TEST_DB=postgres``: then every referee of
+the suite gets a fresh database on a real PostgreSQL server that the suite starts itself
+(``pgserver.py``; ``make test-postgres``). ``pg_server`` is also used directly by the tests that
+exist only for PostgreSQL (``test_postgres.py``), whatever the backend of the rest.
+"""
 
 from __future__ import annotations
 
 import itertools
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,11 +23,60 @@ from aar.referee.auth import add_agent
 from aar.referee.config import RefereeConfig
 from aar.referee.datadir import init_data_dir
 
+from .pgserver import PgServer, PgUnavailable
+
 # Three tasks whose teachers beat the majority class on the fast tier at 2000 rows: the home task has a
 # dev PGR that is defined; the held-out one is for custody (its name is not a substring of another's,
 # so "never named to a researcher" is checked by substring).
 HOME, HELD, VISIBLE = "navigate", "navigate_turns", "sentiment_movies"
 _counter = itertools.count()
+BACKENDS = ("sqlite", "postgres")
+
+
+def backend() -> str:
+    """The database the referee fixtures use: ``AAR_TEST_DB`` (sqlite by default)."""
+    name = os.environ.get("AAR_TEST_DB", "sqlite").strip().lower() or "sqlite"
+    if name == "postgresql":
+        name = "postgres"
+    if name not in BACKENDS:
+        raise pytest.UsageError(f"AAR_TEST_DB={name!r}: expected one of {', '.join(BACKENDS)}")
+    return name
+
+
+def pytest_report_header(config) -> str:  # noqa: ANN001
+    return f"referee database: {backend()} (AAR_TEST_DB)"
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A real PostgreSQL server for the session, on a Unix socket in a temporary directory. Fails (never
+    skips) where PostgreSQL is not installed, saying how to install it."""
+    try:
+        server = PgServer()
+    except PgUnavailable as e:
+        pytest.fail(f"PostgreSQL tests cannot start a server: {e}", pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def fresh_db_url(request, tmp_path) -> Iterator[Callable[[str], str]]:
+    """``fresh_db_url(name)``: the URL of a new, empty database on the suite's backend (a file in this
+    test's tmp dir, or a new database on the session's PostgreSQL server, dropped after the test)."""
+    made: list[str] = []
+    server: PgServer | None = request.getfixturevalue("pg_server") if backend() == "postgres" else None
+
+    def make(name: str = "referee") -> str:
+        if server is None:
+            return f"sqlite:///{tmp_path}/{name}-{next(_counter)}.db"
+        made.append(server.new_database())
+        return made[-1]
+
+    yield make
+    for url in made:
+        server.drop_database(url)  # type: ignore[union-attr]
 
 
 @pytest.fixture(scope="session")
@@ -53,13 +110,14 @@ class Env:
 
 
 @pytest.fixture
-def make_env(data_dir, tmp_path):
+def make_env(data_dir, fresh_db_url):
     envs: list[Env] = []
 
     def make(**overrides) -> Env:
-        n = next(_counter)
         overrides.setdefault("executor", "none")
-        config = RefereeConfig.load(data_dir, db_url=f"sqlite:///{tmp_path}/referee-{n}.db", **overrides)
+        if "db_url" not in overrides:  # several referees may share one database (test_postgres.py)
+            overrides["db_url"] = fresh_db_url("referee")
+        config = RefereeConfig.load(data_dir, **overrides)
         app = create_app(config)
         client = TestClient(app, raise_server_exceptions=False)
         client.__enter__()

@@ -15,8 +15,8 @@ from aar.referee.db import Database, Flag, Run
 from .conftest import HOME
 
 
-def test_add_agent_export_and_review(data_dir, tmp_path):
-    db = f"sqlite:///{tmp_path}/cli.db"
+def test_add_agent_export_and_review(data_dir, tmp_path, fresh_db_url):
+    db = fresh_db_url("cli")
     proc = subprocess.run(
         [
             sys.executable,

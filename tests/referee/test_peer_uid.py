@@ -37,8 +37,8 @@ def _curl(sock: Path, path: str, uid: int | None, token: str | None) -> tuple[in
 
 
 @pytest.fixture
-def served(data_dir, tmp_path):
-    db_url = f"sqlite:///{tmp_path}/peer.db"
+def served(data_dir, fresh_db_url):
+    db_url = fresh_db_url("peer")
     db = Database(db_url)
     db.create_all()
     uids = {name: ensure_user(f"aar-test-{name}") for name in ("alice", "bob")}
