@@ -10,6 +10,7 @@ is the cost the referee pays). Target (issue 14): p99 < 100 ms for dev scoring a
 reads with 100 agents at 1 s mean think time on 2 cores.
 
     .venv/bin/python bench/referee_load.py --agents 100 --duration 30
+    .venv/bin/python bench/referee_load.py --stacks pure,fast   # h11/asyncio vs httptools/uvloop, same load
     .venv/bin/python bench/referee_load.py --data /path/to/referee-data   # reuse an initialised data dir
     .venv/bin/python bench/referee_load.py --server-prefix "py-spy record -r 250 -f raw -o /tmp/s.txt --"
 """
@@ -164,67 +165,88 @@ def main() -> None:
     ap.add_argument("--think", type=float, default=1.0, help="mean think time between an agent's calls (s)")
     ap.add_argument("--data", type=Path, default=None)
     ap.add_argument(
+        "--stacks",
+        default="fast",
+        help="server stacks to run one after the other on the same load, e.g. 'pure,fast' "
+        "(aar.referee.peer.STACKS: fast = httptools on uvloop, pure = h11 on asyncio)",
+    )
+    ap.add_argument(
         "--server-prefix",
         default="",
         help="a command the server runs under, e.g. a profiler: 'py-spy record -r 250 -f raw -o s.txt --'",
     )
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
+    stacks = [s.strip() for s in args.stacks.split(",") if s.strip()]
+    with tempfile.TemporaryDirectory(prefix="aar-bench-") as tmp:
+        work = Path(tmp)
+        data = prepare(args.data, work)
+        results = {stack: run_once(args, data, work, stack) for stack in stacks}
+    if len(stacks) > 1:
+        first, last = stacks[0], stacks[-1]
+        print(f"p99 ratio {first} / {last} (same load, one after the other):")
+        for kind in sorted(results[last]["kinds"]):
+            a, b = results[first]["kinds"][kind]["p99_ms"], results[last]["kinds"][kind]["p99_ms"]
+            print(f"  {kind:<14}{a:>9.1f} / {b:>7.1f} ms = {a / b:.2f}x")
+    if args.json is not None:
+        args.json.write_text(json.dumps(results if len(stacks) > 1 else results[stacks[0]], indent=2))
 
+
+def run_once(args, data: Path, work: Path, stack: str) -> dict:  # noqa: ANN001 (argparse namespace)
+    """One server on a fresh database, under the load; prints and returns its numbers."""
     from aar.referee.auth import add_agent
     from aar.referee.datadir import DataStore
     from aar.referee.db import Database
 
-    with tempfile.TemporaryDirectory(prefix="aar-bench-") as tmp:
-        work = Path(tmp)
-        data = prepare(args.data, work)
-        db_url = f"sqlite:///{work}/bench.db"
-        database = Database(db_url)
-        database.create_all()
-        tokens = [add_agent(database, f"bench{i}") for i in range(args.agents)]
-        database.dispose()
-        store = DataStore(data)
-        task = store.home
-        td = store.task(task)
-        dev = {i: float(w) for i, w in zip(td.ids["dev"], td.weak("dev"), strict=True)}
-        port = _free_port()
-        server = subprocess.Popen(
-            [
-                *shlex.split(args.server_prefix),
-                sys.executable,
-                "-m",
-                "aar.cli",
-                "referee",
-                "serve",
-                "--data",
-                str(data),
-                "--db",
-                db_url,
-                "--port",
-                str(port),
-                "--executor",
-                "none",
-            ]
-        )
-        base = f"http://127.0.0.1:{port}/api/v1"
-        try:
-            for _ in range(300):
-                try:
-                    if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.2)
-            server_pid = _server_pid(server.pid)
-            cpu0, own0 = _cpu_seconds(server_pid), _own_cpu_seconds()
-            lat, errors, seconds = asyncio.run(main_async(args, base, tokens, dev, task))
-            server_cpu, own_cpu = _cpu_seconds(server_pid) - cpu0, _own_cpu_seconds() - own0
-        finally:
-            server.send_signal(signal.SIGINT if args.server_prefix else signal.SIGTERM)
-            server.wait(60)
+    db_url = f"sqlite:///{work}/bench-{stack}.db"
+    database = Database(db_url)
+    database.create_all()
+    tokens = [add_agent(database, f"bench{i}") for i in range(args.agents)]
+    database.dispose()
+    store = DataStore(data)
+    task = store.home
+    td = store.task(task)
+    dev = {i: float(w) for i, w in zip(td.ids["dev"], td.weak("dev"), strict=True)}
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            *shlex.split(args.server_prefix),
+            sys.executable,
+            "-m",
+            "aar.cli",
+            "referee",
+            "serve",
+            "--data",
+            str(data),
+            "--db",
+            db_url,
+            "--port",
+            str(port),
+            "--executor",
+            "none",
+        ],
+        env=dict(os.environ, AAR_REFEREE_STACK=stack),
+    )
+    base = f"http://127.0.0.1:{port}/api/v1"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        server_pid = _server_pid(server.pid)
+        cpu0, own0 = _cpu_seconds(server_pid), _own_cpu_seconds()
+        lat, errors, seconds = asyncio.run(main_async(args, base, tokens, dev, task))
+        server_cpu, own_cpu = _cpu_seconds(server_pid) - cpu0, _own_cpu_seconds() - own0
+    finally:
+        server.send_signal(signal.SIGINT if args.server_prefix else signal.SIGTERM)
+        server.wait(60)
     total = sum(len(v) for v in lat.values())
     print(
-        f"{args.agents} agents, {seconds:.1f} s, mean think {args.think} s, {len(dev)} dev items, "
-        f"{os.cpu_count()} cores: {total} requests, {total / seconds:.1f} req/s, {len(errors)} errors"
+        f"[stack {stack}] {args.agents} agents, {seconds:.1f} s, mean think {args.think} s, "
+        f"{len(dev)} dev items, {os.cpu_count()} cores: {total} requests, {total / seconds:.1f} req/s, "
+        f"{len(errors)} errors, load average {os.getloadavg()[0]:.2f}"
     )
     print(
         f"CPU: server {server_cpu:.1f} s ({100 * server_cpu / seconds:.0f}% of a core, "
@@ -248,24 +270,20 @@ def main() -> None:
         )
     for e in errors[:5]:
         print("error:", e)
-    if args.json is not None:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "agents": args.agents,
-                    "duration_s": seconds,
-                    "think_s": args.think,
-                    "dev_items": len(dev),
-                    "cores": os.cpu_count(),
-                    "requests": total,
-                    "errors": len(errors),
-                    "server_cpu_s": server_cpu,
-                    "load_generator_cpu_s": own_cpu,
-                    "kinds": rows,
-                },
-                indent=2,
-            )
-        )
+    return {
+        "stack": stack,
+        "agents": args.agents,
+        "duration_s": seconds,
+        "think_s": args.think,
+        "dev_items": len(dev),
+        "cores": os.cpu_count(),
+        "load_average_1min_at_end": os.getloadavg()[0],
+        "requests": total,
+        "errors": len(errors),
+        "server_cpu_s": server_cpu,
+        "load_generator_cpu_s": own_cpu,
+        "kinds": rows,
+    }
 
 
 def _server_pid(pid: int) -> int:

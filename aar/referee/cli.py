@@ -121,10 +121,16 @@ def serve_cmd(
     except OSError as exc:
         _fail(f"cannot listen: {exc}")
         return
-    from aar.referee.peer import PeerCredProtocol
+    from aar.referee.peer import server_stack
+
+    try:
+        protocol, loop = server_stack()
+    except ValueError as exc:
+        _fail(str(exc))
+        return
 
     server = uvicorn.Server(
-        uvicorn.Config(application, log_level=log_level, access_log=False, http=PeerCredProtocol)
+        uvicorn.Config(application, log_level=log_level, access_log=False, http=protocol, loop=loop)
     )
     try:
         # uvicorn handles SIGINT and SIGTERM itself while serving (whatever was inherited: a background job

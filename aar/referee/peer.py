@@ -9,13 +9,12 @@ connections carry none.
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import socket
 import struct
 
-try:  # httptools (C) parses HTTP several times faster than h11 (pure Python): the referee's p99 under load
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _HttpProtocol
-except ImportError:  # pragma: no cover (httptools is a dependency; h11 keeps a bare install working)
-    from uvicorn.protocols.http.h11_impl import H11Protocol as _HttpProtocol
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 PEER_UID = "aar.peer_uid"
 _UCRED = struct.Struct("3i")  # pid, uid, gid
@@ -44,12 +43,14 @@ def no_delay(sock: socket.socket | None) -> None:
             pass
 
 
-class PeerCredProtocol(_HttpProtocol):
-    """uvicorn's HTTP protocol (httptools, else h11) that puts the peer's uid into every request's scope on a Unix socket,
-    and sends without Nagle's delay on TCP."""
+class _PeerCred:
+    """Mixed into uvicorn's HTTP protocols: puts the peer's uid into every request's scope on a Unix
+    socket, and sends without Nagle's delay on TCP."""
+
+    app: object
 
     def connection_made(self, transport) -> None:  # noqa: ANN001 (asyncio.Transport)
-        super().connection_made(transport)
+        super().connection_made(transport)  # type: ignore[misc]
         sock = transport.get_extra_info("socket")
         no_delay(sock)
         uid = peer_uid(sock)
@@ -58,6 +59,37 @@ class PeerCredProtocol(_HttpProtocol):
         inner = self.app
 
         async def with_peer(scope, receive, send) -> None:  # noqa: ANN001 (ASGI)
-            await inner({**scope, PEER_UID: uid}, receive, send)
+            await inner({**scope, PEER_UID: uid}, receive, send)  # type: ignore[operator]
 
         self.app = with_peer
+
+
+class PeerCredH11(_PeerCred, H11Protocol):
+    """h11: pure Python."""
+
+
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class PeerCredHttpTools(_PeerCred, HttpToolsProtocol):
+        """httptools: the C parser."""
+
+except ImportError:  # pragma: no cover (httptools is a dependency)
+    PeerCredHttpTools = None  # type: ignore[assignment,misc]
+
+
+# The server stack (`aar referee serve`): "fast" = httptools (C HTTP parser) on uvloop, measured to
+# halve the referee's p99 under load (README, "The referee under load"); "pure" = h11 on asyncio, the
+# earlier stack, kept as a fallback and for that side-by-side measurement (bench/referee_load.py).
+STACKS = ("fast", "pure")
+
+
+def server_stack() -> tuple[type, str]:
+    """(HTTP protocol class, uvicorn loop) for ``$AAR_REFEREE_STACK`` (default "fast"; "pure" where
+    httptools or uvloop is missing)."""
+    stack = os.environ.get("AAR_REFEREE_STACK", "fast")
+    if stack not in STACKS:
+        raise ValueError(f"AAR_REFEREE_STACK={stack!r}: expected one of {', '.join(STACKS)}")
+    if stack == "fast" and PeerCredHttpTools is not None and importlib.util.find_spec("uvloop") is not None:
+        return PeerCredHttpTools, "uvloop"
+    return PeerCredH11, "asyncio"
