@@ -104,10 +104,14 @@ def run_cmd(
     method: str = typer.Option("vanilla", help="A built-in method name or a path to an idea file."),
     seeds: int = typer.Option(3, min=1, max=100, help="Number of seeds."),
     fast: bool = typer.Option(False, "--fast", help="Use the fast model tier (same as --tier fast)."),
-    tier: str = typer.Option("default", help="Model pair: default, fast or published (SmolLM2 -> gemma-3)."),
+    tier: str = typer.Option(
+        "default",
+        help="Tier: default, fast, published (SmolLM2 -> gemma-3 features) or lora (both LoRA-fine-tuned).",
+    ),
     split: str = typer.Option("final", help="Score on 'final' (default) or 'dev'."),
     max_rows: int = typer.Option(None, help="Use a deterministic subset of this many rows."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    device: str = typer.Option("cpu", help="Where the lora tier trains: cpu or cuda."),
     task_file: str = typer.Option(
         None,
         "--task-file",
@@ -120,6 +124,7 @@ def run_cmd(
     from aar.w2s import defaults
     from aar.w2s.experiment import prepare, run_method
     from aar.w2s.methods import IdeaError
+    from aar.w2s.models import ModelUnavailable
     from aar.w2s.task_files import declare, parse_spec, register_task_file
 
     start = time.perf_counter()
@@ -130,9 +135,11 @@ def run_cmd(
             name = register_task_file(declare(parse_spec(task_file))).name
             task = task or name
         task = task or defaults.HOME_TASK
-        prep = prepare(task, "fast" if fast else tier, max_rows=max_rows, show_progress=not as_json)
+        prep = prepare(
+            task, "fast" if fast else tier, max_rows=max_rows, show_progress=not as_json, device=device
+        )
         result = run_method(prep, method, seeds, split=split)
-    except (KeyError, ValueError, IdeaError) as exc:  # TaskDataError is a ValueError
+    except (KeyError, ValueError, IdeaError, ModelUnavailable) as exc:  # TaskDataError is a ValueError
         _fail(str(exc).strip("'\"") if isinstance(exc, KeyError) else str(exc))
         return
     data = result.to_json()

@@ -5,6 +5,7 @@ Kept in one small module so the choice is visible in one place and changes with 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 HOME_TASK = "sentiment_movies"
@@ -20,6 +21,45 @@ MODEL_PAIRS: dict[str, tuple[str, str]] = {
     "fast": ("minilm-l3", "minilm-l6"),
     # the published study's shape (small chat model teaches a larger base LM); ~20x slower to extract
     "published": ("smollm2", "gemma3"),
+}
+
+
+@dataclass(frozen=True)
+class Tier:
+    """A testbed tier: weak model, strong model, the student kind that every learner (weak teacher,
+    ceiling, ideas) uses, and that kind's fixed hyper-parameters, chosen without true labels.
+
+    The head kind's C is not fixed here: it is chosen per task by CV against weak labels only
+    (``aar.w2s.student.select_protocol``); the LoRA kind's parameters are ``LORA_PARAMS`` below.
+    """
+
+    weak: str
+    strong: str
+    student: str = "head"  # a kind of aar.w2s.students
+    params: tuple[tuple[str, object], ...] = ()
+
+    @property
+    def reads_texts(self) -> bool:
+        return self.student != "head"
+
+
+# The LoRA tier's student (aar.w2s.students.lora), fixed without true labels: common LoRA settings
+# sized to a CPU budget. The weak teacher (LoRA on SmolLM2, 100 weak_train labels), the ceiling and
+# every idea's students train with them.
+LORA_PARAMS: tuple[tuple[str, object], ...] = (
+    ("rank", 8),
+    ("alpha", 16),
+    ("lr", 5e-4),
+    ("epochs", 2),
+    ("batch_size", 8),
+    ("max_length", 128),
+)
+
+TIERS: dict[str, Tier] = {
+    **{name: Tier(weak, strong) for name, (weak, strong) in MODEL_PAIRS.items()},
+    # the study's own student: SmolLM2-135M-Instruct's soft labels teach gemma-3-270m, LoRA-fine-tuned,
+    # the label read from the next-token logits of two label words
+    "lora": Tier("smollm2", "gemma3", "lora", LORA_PARAMS),
 }
 
 # The weak teacher learns from this many weak_train labels at most: a weaker teacher is a legitimate

@@ -11,13 +11,23 @@ It also fixes the student protocol (C chosen by CV on weak labels only; see ``aa
 ``run_method`` then runs an idea once per seed and scores weak, ceiling and students on the same
 items with ``aar.w2s.pgr`` (on all of a split, or on one part of ``final``: public or private).
 
+On a text tier (``defaults.TIERS[tier].reads_texts``, the LoRA tier) there are no features: the same
+three roles go through the tier's ``Student`` (``aar.w2s.students``). The weak teacher is a LoRA student
+on the weak model trained on the same ``weak_train`` label budget, the ceiling a LoRA student on the
+strong model trained on ``student_train`` true labels, and every idea trains the same fixed student
+through ``ctx.fit_student``. Their predictions are cached on disk (``_ReferenceFit``), keyed by the
+rows, the student spec and the library versions, so a second run reuses the teacher's labels.
+
 A held-out task's profile has no ``dev`` split: its ``SplitData`` then has 0-row arrays, and so do
 its weak probabilities and ceiling.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,9 +38,13 @@ from aar.w2s.features import ExtractionStats, ProgressHook, features
 from aar.w2s.methods import IdeaContext, resolve_method, validate_predictions
 from aar.w2s.pgr import PGRResult, pgr_stats
 from aar.w2s.student import HeadProtocol, cv_select_c, fit_logistic, select_protocol
+from aar.w2s.students import Student, StudentSpec, make_student
 from aar.w2s.tasks import FINAL_PARTS, SPLITS, Task, TaskDataError, load_task
 
-TIERS = tuple(defaults.MODEL_PAIRS)
+TIERS = tuple(defaults.TIERS)
+# A text tier's teacher and ceiling predictions are cached on disk (``_ReferenceFit``); a benchmark
+# that must measure them turns this off.
+REFERENCE_CACHE = True
 
 
 @dataclass
@@ -52,6 +66,9 @@ class Prepared:
     protocol: HeadProtocol
     extraction: ExtractionStats = field(default_factory=ExtractionStats)
     _ceiling: dict[str, np.ndarray] = field(default_factory=dict)
+    # the tier's student when it is not the feature head (the LoRA tier); every learner uses it
+    student: StudentSpec | None = None
+    _ceiling_fit: _ReferenceFit | None = field(default=None, repr=False)
 
     def context(
         self, split: str, seed: int, *, scratch_dir: Path | None = None, with_true_labels: bool = False
@@ -72,6 +89,7 @@ class Prepared:
             scratch_dir=scratch_dir,
             strong_model=self.strong_model,
             true_labels=train.labels.astype(float) if with_true_labels else None,
+            student=self.student,
         )
 
     def final_private_mask(self) -> np.ndarray:
@@ -88,6 +106,13 @@ class Prepared:
         return private if part == "private" else ~private
 
     def ceiling(self, split: str) -> np.ndarray:
+        if split not in self._ceiling and self.student is not None:
+            if self._ceiling_fit is None:
+                train = self.splits["student_train"]
+                self._ceiling_fit = _ReferenceFit(
+                    "ceiling", self.student, self.task.split_seed, train.texts, train.labels.astype(float)
+                )
+            self._ceiling[split] = self._ceiling_fit.predict(self.splits[split].texts)
         if split not in self._ceiling:
             train, test = self.splits["student_train"], self.splits[split]
             c = cv_select_c(train.strong_x, train.labels.astype(float), seed=self.task.split_seed)
@@ -97,10 +122,102 @@ class Prepared:
         return self._ceiling[split]
 
 
+def get_tier(tier: str) -> defaults.Tier:
+    if tier not in defaults.TIERS:
+        raise KeyError(f"unknown tier {tier!r}; tiers: {', '.join(defaults.TIERS)}")
+    return defaults.TIERS[tier]
+
+
 def model_pair(tier: str) -> tuple[str, str]:
-    if tier not in defaults.MODEL_PAIRS:
-        raise KeyError(f"unknown tier {tier!r}; tiers: {', '.join(defaults.MODEL_PAIRS)}")
-    return defaults.MODEL_PAIRS[tier]
+    spec = get_tier(tier)
+    return spec.weak, spec.strong
+
+
+def _versions() -> str:
+    out = []
+    for dist in ("torch", "transformers", "peft"):
+        try:
+            out.append(f"{dist}=={importlib.metadata.version(dist)}")
+        except importlib.metadata.PackageNotFoundError:
+            out.append(f"{dist}==missing")
+    return ";".join(out)
+
+
+def _digest_texts(h, texts: Sequence[str]) -> None:
+    for text in texts:
+        h.update(hashlib.sha256(text.encode()).digest())
+
+
+class _ReferenceFit:
+    """A reference learner (weak teacher or ceiling) of a text tier: fitted at most once per process,
+    its predictions cached on disk per set of texts, keyed by everything that determines them (role,
+    student spec, model weights, seed, training texts and targets, the texts predicted, library
+    versions). A second run on the same rows loads the teacher's soft labels instead of re-training.
+    The cache lives under aar's private cache root: ceiling predictions derive from true labels."""
+
+    def __init__(self, role: str, spec: StudentSpec, seed: int, texts: Sequence[str], targets: np.ndarray):
+        from aar.w2s.models import causal_lm_revision
+
+        self.role, self.spec, self.seed = role, spec, seed
+        self.texts, self.targets = list(texts), np.asarray(targets, dtype=np.float64)
+        head = f"ref-v1|{role}|{spec.identity()}|{causal_lm_revision(spec.model)}|{seed}|{_versions()}"
+        self._key = hashlib.sha256(head.encode())
+        _digest_texts(self._key, self.texts)
+        self._key.update(self.targets.tobytes())
+        self._student: Student | None = None
+
+    def _path(self, texts: Sequence[str]) -> Path | None:
+        if not REFERENCE_CACHE:
+            return None
+        h = self._key.copy()
+        _digest_texts(h, texts)
+        try:
+            from aar.w2s.paths import cache_root
+
+            folder = cache_root() / "lora_refs"
+            folder.mkdir(exist_ok=True, mode=0o700)
+            return folder / f"{self.role}-{h.hexdigest()[:32]}.npy"
+        except OSError:  # read-only or foreign home: just don't cache
+            return None
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros(0)
+        path = self._path(texts)
+        if path is not None and path.exists():
+            try:
+                cached = np.load(path)
+                if cached.shape == (len(texts),) and np.all((cached >= 0) & (cached <= 1)):
+                    return cached
+            except (OSError, ValueError):
+                pass  # a damaged entry is recomputed, never trusted
+        if self._student is None:
+            self._student = make_student(self.spec, self.seed).fit(self.texts, self.targets)
+        out = self._student.predict_proba(texts)
+        if path is not None:
+            try:
+                tmp = path.with_name(path.stem + ".tmp.npy")
+                np.save(tmp, out)
+                tmp.replace(path)
+            except OSError:
+                pass
+        return out
+
+
+def text_student_spec(tier: defaults.Tier, model: str, task: Task, device: str = "cpu") -> StudentSpec:
+    """The fixed student of a text tier for one model and task: the tier's kind and parameters, the
+    task's question and label words (``aar.w2s.students.lora.prompt_for``)."""
+    from aar.w2s.students.lora import prompt_for
+
+    prompt, words = prompt_for(task.description, [r.text for r in task.rows])
+    return StudentSpec(
+        kind=tier.student,
+        model=model,
+        params=dict(tier.params),
+        prompt=prompt,
+        label_words=words,
+        device=device,
+    )
 
 
 def prepare(
@@ -115,14 +232,17 @@ def prepare(
     show_progress: bool = True,
     feature_fn=features,
     on_progress: ProgressHook | None = None,
+    device: str = "cpu",
 ) -> Prepared:
     """Load a task, its features under both models, and train the weak teacher once.
 
     ``role`` picks the split profile (``aar.w2s.tasks.PROFILES``) of a task given by name; a ``Task``
     object keeps its own fractions. A split may be empty only when its fraction is 0 (a held-out
-    task's ``dev``). ``on_progress`` (model, done, total) follows each model's extraction.
+    task's ``dev``). ``on_progress`` (model, done, total) follows each model's extraction. ``device``
+    is where a text tier's students run ("cpu", "cuda"); the feature tiers ignore it.
     """
     task_obj = task if isinstance(task, Task) else load_task(task, max_rows=max_rows, role=role)
+    tier_spec = get_tier(tier)
     weak_name, strong_name = model_pair(tier)
     weak_name, strong_name = weak_model or weak_name, strong_model or strong_name
     stats = ExtractionStats()
@@ -134,6 +254,10 @@ def prepare(
                 "split by group, e.g. a film's snippets together); use more rows (--max-rows, "
                 "testbed.max_rows)"
             )
+    # "default": the testbed's teacher budget (defaults.WEAK_TRAIN_LIMIT); None: every weak_train label
+    limit = defaults.WEAK_TRAIN_LIMIT if weak_train_limit == "default" else weak_train_limit
+    if tier_spec.reads_texts:
+        return _prepare_texts(task_obj, tier_spec, weak_name, strong_name, limit, device)
     all_texts = [row.text for name in SPLITS for row in task_obj.split(name)]
     hook = {"on_progress": on_progress} if on_progress is not None else {}
     weak_all = feature_fn(weak_name, all_texts, show_progress=show_progress, stats=stats, **hook)
@@ -151,12 +275,10 @@ def prepare(
         )
         offset += n
 
-    # "default": the testbed's teacher budget (defaults.WEAK_TRAIN_LIMIT); None: every weak_train label
-    limit = defaults.WEAK_TRAIN_LIMIT if weak_train_limit == "default" else weak_train_limit
     wt = splits["weak_train"]
     x_wt, y_wt = wt.weak_x, wt.labels.astype(float)
-    if limit is not None and limit < len(y_wt):
-        pick = np.random.default_rng(task_obj.split_seed).choice(len(y_wt), size=limit, replace=False)
+    pick = _teacher_rows(len(y_wt), limit, task_obj.split_seed)
+    if pick is not None:
         x_wt, y_wt = x_wt[pick], y_wt[pick]
     c_weak = cv_select_c(x_wt, y_wt, seed=task_obj.split_seed)
     teacher = fit_logistic(x_wt, y_wt, c_weak)
@@ -165,6 +287,43 @@ def prepare(
         splits["student_train"].strong_x, weak_probs["student_train"], seed=task_obj.split_seed
     )
     return Prepared(task_obj, weak_name, strong_name, splits, weak_probs, protocol, stats)
+
+
+def _teacher_rows(n: int, limit: int | None, seed: int) -> np.ndarray | None:
+    """The weak_train rows the teacher may learn from (None: all of them); the same on every tier."""
+    if limit is not None and limit < n:
+        return np.random.default_rng(seed).choice(n, size=limit, replace=False)
+    return None
+
+
+def _prepare_texts(
+    task: Task, tier: defaults.Tier, weak_name: str, strong_name: str, limit: int | None, device: str
+) -> Prepared:
+    """A text tier: no features (0-column arrays), a LoRA weak teacher, the strong student's spec."""
+    splits: dict[str, SplitData] = {}
+    for name in SPLITS:
+        rows = task.split(name)
+        splits[name] = SplitData(
+            ids=[r.id for r in rows],
+            texts=[r.text for r in rows],
+            labels=np.array([r.label for r in rows], dtype=int),
+            weak_x=np.zeros((len(rows), 0), dtype=np.float32),
+            strong_x=np.zeros((len(rows), 0), dtype=np.float32),
+        )
+    wt = splits["weak_train"]
+    texts, y = wt.texts, wt.labels.astype(float)
+    pick = _teacher_rows(len(y), limit, task.split_seed)
+    if pick is not None:
+        texts, y = [texts[i] for i in pick], y[pick]
+    teacher_spec = text_student_spec(tier, weak_name, task, device)
+    teacher = _ReferenceFit("teacher", teacher_spec, task.split_seed, texts, y)
+    weak_probs = {name: teacher.predict(splits[name].texts) for name in SPLITS if name != "weak_train"}
+    student = text_student_spec(tier, strong_name, task, device)
+    # no head C on a text tier: ctx.fit_head refuses there (a NaN C would only surface as a broken head)
+    protocol = HeadProtocol(c=float("nan"), seed=task.split_seed)
+    return Prepared(
+        task, weak_name, strong_name, splits, weak_probs, protocol, ExtractionStats(), student=student
+    )
 
 
 def teacher_beats_majority(labels: np.ndarray, weak_probs: np.ndarray) -> tuple[bool, float, float]:

@@ -4,6 +4,12 @@ The referee writes an :class:`IdeaContext` *without labels* to ``context.npz`` (
 then runs ``python -m aar.w2s.idea_runner context.npz idea.py preds.npy`` inside the sandbox, and
 scores the returned predictions itself. The untrusted code therefore never holds a label: the file it
 is given has none, and the label files are not visible in its sandbox.
+
+On a text tier (LoRA) the file also carries the student spec (``StudentSpec.to_json``: kind, model
+spec, fixed hyper-parameters, prompt, label words, device), so the sandboxed run rebuilds exactly the
+student the testbed uses. Its model is read from site-packages and aar's model cache
+(``aar.w2s.paths.models_dir``), never from a network: the sandbox must bind those read-only, and see
+the GPU device nodes when ``device`` is cuda.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import numpy as np
 
 from aar.w2s.methods import IdeaContext, IdeaError, resolve_method, validate_predictions
 from aar.w2s.student import HeadProtocol
+from aar.w2s.students import StudentSpec
 
 
 def save_context(ctx: IdeaContext, path: Path) -> None:
@@ -32,11 +39,15 @@ def save_context(ctx: IdeaContext, path: Path) -> None:
         "budget_seconds": ctx.budget_seconds,
         "strong_model": ctx.strong_model,
     }
+    if ctx.student is not None:
+        meta["student"] = ctx.student.to_json()
     tmp = path.with_name(path.name + ".tmp.npz")
+    # the raw fields: on a text tier ctx.train_x refuses (it holds a 0-column array)
+    train_x, test_x = object.__getattribute__(ctx, "train_x"), object.__getattribute__(ctx, "test_x")
     np.savez(
         tmp,
-        train_x=ctx.train_x.astype(np.float32),
-        test_x=ctx.test_x.astype(np.float32),
+        train_x=np.asarray(train_x, dtype=np.float32),
+        test_x=np.asarray(test_x, dtype=np.float32),
         weak=np.asarray(ctx.weak, dtype=np.float64),
         meta=np.array(json.dumps(meta)),
     )
@@ -61,6 +72,7 @@ def load_context(path: Path, scratch_dir: Path | None = None) -> IdeaContext:
             scratch_dir=scratch_dir,
             budget_seconds=float(meta["budget_seconds"]),
             strong_model=meta["strong_model"],
+            student=StudentSpec.from_json(meta["student"]) if meta.get("student") else None,
         )
 
 

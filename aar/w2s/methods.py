@@ -1,8 +1,12 @@
 """The idea contract and the built-in baselines.
 
 An idea is a Python module with ``def run(ctx: IdeaContext) -> probabilities``: given the strong
-student's features and the weak teacher's soft labels on ``student_train``, return P(label=1) for
-each input to predict. The same function serves a researcher's quick local run (on dev inputs) and
+student's inputs and the weak teacher's soft labels on ``student_train``, return P(label=1) for
+each input to predict. ``ctx.fit_student(inputs, targets, weights)`` trains the tier's fixed student
+(``aar.w2s.students``): on the frozen-feature tiers inputs are feature rows (``ctx.train_x``), on the
+LoRA tier they are texts, and ``ctx.train_inputs``/``ctx.test_inputs`` are whichever the tier gives, so
+an idea written against them runs on every tier. Feature-only ideas fail on the LoRA tier with an
+IdeaError that says so. The same function serves a researcher's quick local run (on dev inputs) and
 the referee's official re-run (on final inputs and held-out tasks). ``ctx`` never carries true
 labels, except ``ctx.true_labels`` for the ``ceiling`` reference, which the testbed fills and the
 referee never does for submitted code.
@@ -23,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from aar.w2s.student import HeadProtocol, LogisticHead, _sigmoid
+from aar.w2s.students import Student, StudentSpec, make_student
 from aar.w2s.toolkit import confidence_mask, prior_matched_hard
 
 
@@ -49,16 +54,70 @@ class IdeaContext:
     budget_seconds: float = 600.0
     strong_model: str = ""
     true_labels: np.ndarray | None = field(default=None, repr=False)
+    # the tier's student; None: the frozen-feature head with ``protocol``'s C (every feature tier)
+    student: StudentSpec | None = None
+
+    def __getattribute__(self, name: str):
+        # A text tier has no features: say so at the first touch instead of handing out 0-column arrays
+        # that a feature-only idea would turn into silent nonsense (e.g. all distances zero).
+        if name in _FEATURE_FIELDS:
+            spec = object.__getattribute__(self, "student")
+            if spec is not None and spec.reads_texts:
+                raise IdeaError(
+                    f"ctx.{name}: the {spec.kind} tier gives texts, not features; use ctx.train_inputs / "
+                    "ctx.test_inputs (texts here) with ctx.fit_student(inputs, targets, weights)"
+                )
+        return object.__getattribute__(self, name)
 
     @property
     def rng(self) -> np.random.Generator:
         return np.random.default_rng(self.seed)
 
+    @property
+    def student_spec(self) -> StudentSpec:
+        """The fixed student every method trains (same hyper-parameters for every method)."""
+        if self.student is not None:
+            return self.student
+        return StudentSpec(kind="head", params={"c": self.protocol.c})
+
+    @property
+    def reads_texts(self) -> bool:
+        return self.student is not None and self.student.reads_texts
+
+    @property
+    def train_inputs(self) -> np.ndarray:
+        """What the student reads for student_train: features, or texts (an object array, so a boolean
+        mask selects rows on every tier: ``ctx.train_inputs[keep]``)."""
+        if self.reads_texts:
+            return np.array(self.train_texts, dtype=object)
+        return self.train_x
+
+    @property
+    def test_inputs(self) -> np.ndarray:
+        if self.reads_texts:
+            return np.array(self.test_texts, dtype=object)
+        return self.test_x
+
+    def fit_student(
+        self, inputs: np.ndarray, targets: np.ndarray, weights: np.ndarray | None = None
+    ) -> Student:
+        """Train a fresh copy of the tier's fixed student on soft ``targets`` (and per-row weights);
+        its ``predict_proba(inputs)`` gives P(label=1). Seeded by ``ctx.seed``."""
+        return make_student(self.student_spec, self.seed).fit(inputs, targets, weights)
+
     def fit_head(
         self, x: np.ndarray, targets: np.ndarray, sample_weight: np.ndarray | None = None
     ) -> LogisticHead:
         """Train the student head with the fixed protocol (same regularisation for every method)."""
+        if self.reads_texts:
+            raise IdeaError(
+                f"ctx.fit_head: the {self.student_spec.kind} tier has no feature head; use "
+                "ctx.fit_student(ctx.train_inputs, targets, weights)"
+            )
         return self.protocol.fit(x, targets, sample_weight)
+
+
+_FEATURE_FIELDS = frozenset({"train_x", "test_x"})
 
 
 Idea = Callable[[IdeaContext], "Sequence[float] | np.ndarray | Mapping[str, float]"]
@@ -140,13 +199,13 @@ def validate_predictions(out: object, test_ids: Sequence[str]) -> np.ndarray:
 @idea("vanilla")
 def vanilla(ctx: IdeaContext) -> np.ndarray:
     """Train on the weak teacher's hard labels."""
-    return ctx.fit_head(ctx.train_x, (ctx.weak >= 0.5).astype(float)).predict_proba(ctx.test_x)
+    return ctx.fit_student(ctx.train_inputs, (ctx.weak >= 0.5).astype(float)).predict_proba(ctx.test_inputs)
 
 
 @idea("soft")
 def soft(ctx: IdeaContext) -> np.ndarray:
     """Train on the weak teacher's soft labels (cross-entropy to probabilities)."""
-    return ctx.fit_head(ctx.train_x, ctx.weak).predict_proba(ctx.test_x)
+    return ctx.fit_student(ctx.train_inputs, ctx.weak).predict_proba(ctx.test_inputs)
 
 
 @idea("confident")
@@ -155,7 +214,8 @@ def confident(ctx: IdeaContext) -> np.ndarray:
     keep = confidence_mask(ctx.weak, 0.25, 0.75)
     if keep.sum() < 10 or len(np.unique(ctx.weak[keep] >= 0.5)) < 2:
         keep = np.ones(len(ctx.weak), dtype=bool)  # too few confident rows: fall back to vanilla
-    return ctx.fit_head(ctx.train_x[keep], (ctx.weak[keep] >= 0.5).astype(float)).predict_proba(ctx.test_x)
+    hard = (ctx.weak[keep] >= 0.5).astype(float)
+    return ctx.fit_student(ctx.train_inputs[keep], hard).predict_proba(ctx.test_inputs)
 
 
 @idea("logconf")
@@ -168,12 +228,13 @@ def logconf(ctx: IdeaContext, alpha_max: float = 0.75, rounds: int = 4) -> np.nd
     """
     weak_hard = (ctx.weak >= 0.5).astype(float)
     rate = float(weak_hard.mean())
-    head = ctx.fit_head(ctx.train_x, weak_hard)
+    x = ctx.train_inputs
+    head = ctx.fit_student(x, weak_hard)
     for r in range(1, rounds + 1):
         alpha = alpha_max * r / rounds
-        own = prior_matched_hard(head.predict_proba(ctx.train_x), rate)
-        head = ctx.fit_head(ctx.train_x, (1 - alpha) * weak_hard + alpha * own)
-    return head.predict_proba(ctx.test_x)
+        own = prior_matched_hard(head.predict_proba(x), rate)
+        head = ctx.fit_student(x, (1 - alpha) * weak_hard + alpha * own)
+    return head.predict_proba(ctx.test_inputs)
 
 
 @idea("bootstrap")
@@ -181,15 +242,16 @@ def bootstrap(ctx: IdeaContext, rounds: int = 3, keep_frac: float = 0.7) -> np.n
     """Iterative self-training: relabel student_train with the student, keep the rows where it is
     most confident, retrain; a seed-dependent subsample of the rest adds diversity."""
     targets = (ctx.weak >= 0.5).astype(float)
-    head = ctx.fit_head(ctx.train_x, targets)
+    x = ctx.train_inputs
+    head = ctx.fit_student(x, targets)
     rng = ctx.rng
     for _ in range(rounds):
-        p = head.predict_proba(ctx.train_x)
+        p = head.predict_proba(x)
         conf = np.abs(p - 0.5)
         keep = conf >= np.quantile(conf, 1 - keep_frac)
         keep |= rng.random(len(p)) < 0.1
-        head = ctx.fit_head(ctx.train_x[keep], (p[keep] >= 0.5).astype(float))
-    return head.predict_proba(ctx.test_x)
+        head = ctx.fit_student(x[keep], (p[keep] >= 0.5).astype(float))
+    return head.predict_proba(ctx.test_inputs)
 
 
 @idea("zeroshot_prior")
@@ -223,6 +285,8 @@ def ceiling(ctx: IdeaContext) -> np.ndarray:
     """The strong student trained on the true labels of student_train (a reference, not a method)."""
     if ctx.true_labels is None:
         raise IdeaError("the ceiling needs true labels, which only the testbed's own runs provide")
+    if ctx.reads_texts:  # the tier's fixed student, as for every method (LoRA has no C to tune)
+        return ctx.fit_student(ctx.train_inputs, ctx.true_labels).predict_proba(ctx.test_inputs)
     from aar.w2s.student import cv_select_c, fit_logistic
 
     c = cv_select_c(ctx.train_x, ctx.true_labels, seed=ctx.seed)

