@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup test test-slow demo lint bench clean
+.PHONY: setup test test-postgres test-slow demo lint bench clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,13 @@ $(STAMP): pyproject.toml requirements-models.txt
 test: setup
 	sh scripts/install-system-deps.sh
 	$(PY) -m pytest -q
+	AAR_TEST_DB=postgres $(PY) -m pytest -q tests/referee
+
+# the referee suite again with PostgreSQL as its store, on a server the tests start themselves
+# (initdb + pg_ctl, Unix socket only); `make test` ends with it
+test-postgres: setup
+	sh scripts/install-system-deps.sh
+	AAR_TEST_DB=postgres $(PY) -m pytest -q tests/referee
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow

@@ -1,9 +1,11 @@
 #!/bin/sh
-# System packages: bubblewrap (aar.sandbox) and chromium (the dashboard's real-browser test, driven by
-# Playwright through /usr/bin/chromium). setpriv (util-linux) and useradd (passwd) are part of every
-# Debian/Ubuntu base system. Idempotent; each package is a no-op (with a warning) where there is no
-# apt-get or we are not root: aar then falls back to an unisolated subprocess sandbox, and the browser
-# test fails with a message saying what to install.
+# System packages: bubblewrap (aar.sandbox), chromium (the dashboard's real-browser test, driven by
+# Playwright through /usr/bin/chromium) and PostgreSQL's server binaries (the referee suite starts its
+# own throwaway server with initdb and pg_ctl: tests/referee/pgserver.py; Debian keeps them in
+# /usr/lib/postgresql/<version>/bin, off PATH, where the tests look). setpriv (util-linux) and
+# useradd (passwd) are part of every Debian/Ubuntu base system. Idempotent; each package is a no-op
+# (with a warning) where there is no apt-get or we are not root: aar then falls back to an unisolated
+# subprocess sandbox, and the browser and PostgreSQL tests fail with a message saying what to install.
 set -u
 
 warn() { echo "install-system-deps: WARNING: $*" >&2; }
@@ -45,6 +47,37 @@ install_chromium() {
     fi
 }
 
+# pg_bindir: the directory holding PostgreSQL's initdb and pg_ctl (PATH, then Debian's layout); 1 if none.
+pg_bindir() {
+    if command -v pg_ctl >/dev/null 2>&1 && command -v initdb >/dev/null 2>&1; then
+        dirname "$(command -v pg_ctl)"
+        return 0
+    fi
+    for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k4 -n -r); do
+        if [ -x "$d/pg_ctl" ] && [ -x "$d/initdb" ]; then
+            echo "$d"
+            return 0
+        fi
+    done
+    return 1
+}
+
+install_postgresql() {
+    pg_bindir >/dev/null && return 0
+    why="the referee's PostgreSQL tests (tests/referee/test_postgres.py, make test-postgres) fail without it"
+    # the tests start their own server: no system cluster (Debian's package would create and start one)
+    if apt_install postgresql-common "$why"; then
+        conf=/etc/postgresql-common/createcluster.conf
+        if [ -f "$conf" ] && ! grep -q '^[[:space:]]*create_main_cluster' "$conf"; then
+            echo 'create_main_cluster = false' >>"$conf"
+        fi
+    fi
+    if apt_install postgresql "$why"; then
+        echo "install-system-deps: installed PostgreSQL ($(pg_bindir)/postgres: $("$(pg_bindir)/postgres" --version))"
+    fi
+}
+
 install_bubblewrap
 install_chromium
+install_postgresql
 exit 0
