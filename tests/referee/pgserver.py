@@ -105,15 +105,18 @@ class PgServer:
         kwargs: dict = {}
         if self.owner is not None:
             kwargs = {"user": self.owner.pw_uid, "group": self.owner.pw_gid, "extra_groups": []}
-        proc = subprocess.run(
-            [str(self.bindir / tool), *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=self.root,
-            env={**os.environ, "LC_ALL": "C.UTF-8"},
-            **kwargs,
-        )
+        try:
+            proc = subprocess.run(
+                [str(self.bindir / tool), *args],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                cwd=self.root,
+                env={**os.environ, "LC_ALL": "C.UTF-8"},
+                **kwargs,
+            )
+        except OSError as e:  # a binary missing or not executable (by the cluster's owner)
+            raise PgUnavailable(f"cannot run {self.bindir / tool}: {e}; {INSTALL_HINT}") from e
         if proc.returncode != 0:
             log = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
             raise PgUnavailable(

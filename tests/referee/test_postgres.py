@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
@@ -30,6 +31,17 @@ def pg_url(pg_server):
     url = pg_server.new_database()
     yield url
     pg_server.drop_database(url)
+
+
+def test_without_postgresql_the_tests_say_what_to_install(monkeypatch):
+    from . import pgserver
+
+    monkeypatch.setattr(pgserver.shutil, "which", lambda _name: None)
+    monkeypatch.setattr(pgserver.glob, "glob", lambda _pattern: [])
+    with pytest.raises(pgserver.PgUnavailable, match="install-system-deps.sh"):
+        pgserver.find_bindir()
+    with pytest.raises(pgserver.PgUnavailable, match="install-system-deps.sh"):
+        pgserver.PgServer(bindir=Path("/nonexistent"))
 
 
 def test_postgresql_urls_mean_psycopg_3(pg_url):
