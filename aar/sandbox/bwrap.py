@@ -25,6 +25,7 @@ by the caller, i.e. RAM the command could otherwise fill.
 from __future__ import annotations
 
 import functools
+import glob
 import os
 import platform
 import shutil
@@ -101,6 +102,18 @@ def _system_args(tmp: str | None = None, shm_bytes: int | None = None) -> list[s
     return args + ["--perms", "1777", *size, "--tmpfs", "/dev/shm"]  # POSIX semaphores: multiprocessing
 
 
+DEV_ROOT = "/dev"  # where gpu_device_nodes looks (a test points it at a folder of stand-in nodes)
+
+
+def gpu_device_nodes(dev: str | None = None) -> list[str]:
+    """The NVIDIA device nodes a CUDA process opens: the per-GPU nodes, nvidiactl, nvidia-uvm(-tools),
+    nvidia-modeset and the capability nodes under nvidia-caps (MIG). Only those that exist."""
+    dev = DEV_ROOT if dev is None else dev
+    found = sorted(glob.glob(os.path.join(dev, "nvidia*")))
+    found += sorted(glob.glob(os.path.join(dev, "nvidia-caps", "*")))
+    return [p for p in found if not os.path.isdir(p)]
+
+
 def _policy_binds(policy: SandboxPolicy) -> list[tuple[str, str, str]]:
     """(bwrap option, host source, sandbox destination), parents before children."""
     binds: list[tuple[str, str, str]] = []
@@ -159,6 +172,9 @@ def bwrap_argv(
         args += ["--perms", "0755", "--dir", parent]
     for option, source, dest in binds:
         args += [option, source, dest]
+    if policy.gpus:  # into the private /dev, before it turns read-only (device nodes stay usable)
+        for node in gpu_device_nodes():
+            args += ["--dev-bind", node, node]
     # Unprivileged, bwrap's root and /dev are tmpfs owned by the caller: RAM it could fill. Read-only
     # after setup (device nodes stay usable; /dev/shm, /dev/pts and /tmp are separate mounts).
     args += ["--remount-ro", "/dev", "--remount-ro", "/"]

@@ -31,6 +31,11 @@ class SandboxPolicy:
     # Per-process RLIMIT_AS (virtual). None: memory_bytes. Raise it for libraries that reserve big
     # address ranges (torch, CUDA, many BLAS threads): the tree's resident memory stays memory_bytes.
     address_space_bytes: int | None = None
+    # GPU runs (the LoRA student tier on CUDA): the GPU device nodes (/dev/nvidia*) are bound in and,
+    # unless address_space_bytes is set, RLIMIT_AS is lifted (CUDA reserves tens of GB of virtual
+    # address space at init). Memory stays bounded by memory_bytes (cgroup/watchdog); still no network
+    # unless `network`, and nothing of the referee's data.
+    gpus: bool = False
     max_processes: int = 256  # RLIMIT_NPROC (per uid) and the cgroup's pids.max
     max_file_bytes: int = 1 << 30  # RLIMIT_FSIZE (per file)
     # Disk quota over workspace + scratch + the private /tmp (and unlinked files held open), polled

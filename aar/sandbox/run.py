@@ -82,6 +82,8 @@ def _rlimit_args(policy: SandboxPolicy) -> list[str]:
     CPU gets a one-second grace between SIGXCPU (catchable, classifiable) and SIGKILL.
     """
     address_space = policy.address_space_bytes or policy.memory_bytes
+    # a GPU run: CUDA needs a large virtual address space; memory_bytes still bounds the tree
+    unlimited_as = policy.gpus and policy.address_space_bytes is None
     wanted = {
         "cpu": (resource.RLIMIT_CPU, policy.cpu_seconds, policy.cpu_seconds + 1),
         "as": (resource.RLIMIT_AS, address_space, address_space),
@@ -92,6 +94,10 @@ def _rlimit_args(policy: SandboxPolicy) -> list[str]:
     args = []
     for name, (which, soft, hard) in wanted.items():
         current_hard = resource.getrlimit(which)[1]
+        if name == "as" and unlimited_as:  # as much as the caller may give: all of it, usually
+            top = "unlimited" if current_hard == resource.RLIM_INFINITY else str(current_hard)
+            args.append(f"--as={top}:{top}")
+            continue
         if current_hard != resource.RLIM_INFINITY:
             soft, hard = min(soft, current_hard), min(hard, current_hard)
         args.append(f"--{name}={soft}:{hard}")
