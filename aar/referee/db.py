@@ -44,7 +44,7 @@ from sqlalchemy import (
     event,
     text,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 
@@ -347,11 +347,16 @@ class Database:
             kwargs["pool_size"] = 16
             kwargs["max_overflow"] = 32
             kwargs["pool_pre_ping"] = True  # a restarted server: reconnect instead of failing a request
+            if "options" not in make_url(url).query:  # SQLite's busy timeout: a writer waits 30 s at most
+                kwargs["connect_args"] = {"options": "-c lock_timeout=30s"}
         self.engine: Engine = create_engine(url, **kwargs)
         self.is_postgres = self.engine.dialect.name == "postgresql"
         if self.is_sqlite:
             _sqlite_setup(self.engine)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # a read sees one snapshot, as a read transaction does in SQLite's WAL mode (PostgreSQL's default,
+        # READ COMMITTED, would let a page and its total count disagree); read-only, so never retried
+        reads = self.engine.execution_options(isolation_level="REPEATABLE READ") if self.is_postgres else None
+        self._sessions = sessionmaker(reads or self.engine, expire_on_commit=False)
         self._write_engine = self.engine.execution_options(aar_immediate=True)
         self._write_sessions = sessionmaker(self._write_engine, expire_on_commit=False)
         self._write_lock = threading.Lock()
