@@ -43,11 +43,11 @@ class IdeaContext:
     domain: str
     train_ids: list[str]
     train_texts: list[str]
-    train_x: np.ndarray  # strong features of student_train
+    train_x: np.ndarray = field(repr=False)  # strong features of student_train
     weak: np.ndarray  # weak teacher's P(label=1) on student_train
     test_ids: list[str]
     test_texts: list[str]
-    test_x: np.ndarray  # strong features of the inputs to predict
+    test_x: np.ndarray = field(repr=False)  # strong features of the inputs to predict
     seed: int
     protocol: HeadProtocol
     scratch_dir: Path | None = None

