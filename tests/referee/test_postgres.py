@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from aar.referee import audit
 from aar.referee.auth import add_agent
@@ -61,6 +61,25 @@ def test_postgresql_urls_mean_psycopg_3(pg_url):
                 s.scalars(text("SELECT tgname FROM pg_trigger WHERE tgrelid = 'audit_log'::regclass")).all()
             )
             assert {"audit_append_only", "audit_no_truncate"} <= triggers
+    finally:
+        database.dispose()
+
+
+def test_a_read_sees_one_snapshot_and_a_writer_waits_30_s_at_most(pg_url):
+    """As in SQLite's WAL mode: a read transaction does not see writes committed after its first read
+    (so a page and its total agree), and a writer gives up after 30 s (SQLite's busy timeout)."""
+    database = Database(pg_url)
+    try:
+        database.create_all()
+        add_agent(database, "w")
+        with database.read() as r:
+            before = r.scalar(select(func.count()).select_from(Post))
+            with database.write() as w:
+                w.add(Post(agent_id=1, title="t", body="b", kind="insight"))
+            assert r.scalar(select(func.count()).select_from(Post)) == before == 0
+        with database.read() as r:
+            assert r.scalar(select(func.count()).select_from(Post)) == 1
+            assert r.execute(text("SHOW lock_timeout")).scalar() == "30s"
     finally:
         database.dispose()
 
