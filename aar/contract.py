@@ -208,6 +208,9 @@ class ResearcherTaskCard(BaseModel):
     weak_model: str
     strong_model: str
     protocol_c: float
+    student: dict | None = Field(
+        None, description="a text tier's fixed student (aar.w2s.students.StudentSpec); None: the feature head"
+    )
     sizes: dict[str, int] = Field(description="rows of student_train and dev (the exported files)")
     files: dict[str, str]
     idea_contract: str
@@ -222,6 +225,7 @@ class AdminTaskCard(BaseModel):
     weak_model: str
     strong_model: str
     protocol_c: float
+    student: dict | None = None
     sizes: dict[str, int] = Field(description="every split and both parts of final")
     files: dict[str, str] = Field(default_factory=dict)
     idea_contract: str = ""

@@ -44,6 +44,7 @@ class RefereeConfig:
     sandbox_wall_seconds: float = 900.0
     sandbox_max_processes: int = 64
     sandbox_max_file_bytes: int = 256 * 1024 * 1024
+    sandbox_gpus: bool = False  # bind the GPU device nodes into official runs (the LoRA tier on CUDA)
     sandbox_user: str = "aar-referee-run"
     runs_dir: Path | None = None  # scratch for runs; must be outside the private data dir
     gap_flag: float = 0.5  # home PGR minus mean held-out PGR above this opens a review item

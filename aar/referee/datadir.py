@@ -19,7 +19,7 @@ import functools
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -32,6 +32,7 @@ from aar.w2s.features import ProgressHook
 from aar.w2s.methods import IdeaContext
 from aar.w2s.pgr import pgr_stats
 from aar.w2s.student import HeadProtocol
+from aar.w2s.students import StudentSpec
 from aar.w2s.task_files import TaskFile, declare, register_task_files
 
 FEATURE_SPLITS = ("student_train", "dev", "final")  # splits whose inputs an idea receives
@@ -62,6 +63,7 @@ def init_data_dir(
     tier: str = "default",
     max_rows: int | None = None,
     task_files: Sequence = (),
+    models: Mapping[str, str] | None = None,
     defer_held_out: bool = False,
     show_progress: bool = False,
     on_progress: ProgressHook | None = None,
@@ -80,6 +82,9 @@ def init_data_dir(
     background (``aar.referee.preparer``) while researchers already work, and official runs wait for
     them. The manifest is written only once the shown tasks are stored, so a refused home task leaves
     no manifest behind, and a kill before it makes the next call start again (from cached features).
+
+    ``models`` ({"weak": spec, "strong": spec}, either optional) replaces the tier's models, e.g. a
+    local directory or a Hugging Face id on the LoRA tier; the manifest records it.
     """
     from aar.w2s import defaults
 
@@ -100,6 +105,13 @@ def init_data_dir(
     manifest = {"tier": tier, "max_rows": max_rows, "created": time.time(), "home": home, "tasks": roles}
     if declared:
         manifest["task_files"] = [t.to_json() for t in declared]
+    models = {k: str(v) for k, v in (models or {}).items() if v}
+    unknown_roles = set(models) - {"weak", "strong"}
+    if unknown_roles:
+        unknown = ", ".join(sorted(unknown_roles))
+        raise DataDirError(f"models: unknown role(s) {unknown}; expected weak, strong")
+    if models:
+        manifest["models"] = models
     for name in names:
         if defer_held_out and roles[name] == "held_out":
             _clear_task(data_dir, name)  # a leftover of an earlier data dir must not pass for ready
@@ -110,6 +122,7 @@ def init_data_dir(
             roles[name],
             tier,
             max_rows,
+            models=models,
             show_progress=show_progress,
             on_progress=on_progress,
             log=log,
@@ -125,6 +138,7 @@ def prepare_task(
     tier: str,
     max_rows: int | None,
     *,
+    models: Mapping[str, str] | None = None,
     show_progress: bool = False,
     on_progress: ProgressHook | None = None,
     log=print,
@@ -138,7 +152,17 @@ def prepare_task(
     tdir = Path(data_dir) / TASKS_DIR / name
     _clear_task(data_dir, name)
     hook = None if on_progress is None else functools.partial(_task_progress, on_progress, name)
-    prep = prepare(name, tier, max_rows=max_rows, role=role, show_progress=show_progress, on_progress=hook)
+    models = models or {}
+    prep = prepare(
+        name,
+        tier,
+        max_rows=max_rows,
+        role=role,
+        weak_model=models.get("weak"),
+        strong_model=models.get("strong"),
+        show_progress=show_progress,
+        on_progress=hook,
+    )
     final = prep.splits["final"]
     ok, weak_acc, majority = teacher_beats_majority(final.labels, prep.weak_probs["final"])
     if not ok:
@@ -169,6 +193,8 @@ def prepare_task(
         "weak_model": prep.weak_model,
         "strong_model": prep.strong_model,
         "protocol_c": prep.protocol.c,
+        # a text tier's fixed student (aar.w2s.students.StudentSpec): official runs rebuild it from this
+        "student": None if prep.student is None else prep.student.to_json(),
         "rows": rows,
     }
     atomic_write(tdir / READY_FILE, json.dumps(meta), mode=0o600)
@@ -209,6 +235,11 @@ class TaskData:
     ids: dict[str, list[str]]
     texts: dict[str, list[str]]
     arrays: dict[str, np.ndarray]
+    student: dict | None = None  # a text tier's student spec (StudentSpec.to_json); None: the feature head
+
+    @property
+    def student_spec(self) -> StudentSpec | None:
+        return None if self.student is None else StudentSpec.from_json(self.student)
 
     def labels(self, split: str) -> np.ndarray:
         return self.arrays[f"labels_{split}"]
@@ -269,6 +300,7 @@ class TaskData:
             seed=seed,
             protocol=HeadProtocol(c=self.protocol_c, seed=seed),
             strong_model=self.strong_model,
+            student=self.student_spec,
         )
 
     def _card(self) -> dict:
@@ -280,6 +312,7 @@ class TaskData:
             "weak_model": self.weak_model,
             "strong_model": self.strong_model,
             "protocol_c": self.protocol_c,  # the fixed student head's regularisation (ctx.fit_head)
+            "student": self.student,  # a text tier's fixed student (ctx.fit_student); None: the head
             "files": {
                 "student_train.jsonl": "{id, text, weak}: weak = the weak teacher's P(label=1)",
                 "dev.jsonl": "{id, text}: score predictions with POST /api/v1/dev/evaluate",
@@ -398,6 +431,7 @@ class DataStore:
                 ids={s: r["ids"] for s, r in meta["rows"].items()},
                 texts={s: r["texts"] for s, r in meta["rows"].items()},
                 arrays=arrays,
+                student=meta.get("student"),
             )
         return self._tasks[name]
 

@@ -109,6 +109,7 @@ class TaskPreparer:
                     p.role,
                     manifest["tier"],
                     manifest.get("max_rows"),
+                    models=manifest.get("models"),
                     on_progress=self._progress,
                     log=self.write,
                 )

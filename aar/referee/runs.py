@@ -34,6 +34,7 @@ from aar.referee.db import Agent, Database, Flag, Run, RunPrediction, utcnow
 from aar.referee.errors import ApiError
 from aar.referee.scoring import today
 from aar.w2s.idea_runner import save_context
+from aar.w2s.methods import IdeaError
 
 log = logging.getLogger("aar.referee")
 BASELINE_AGENT = "baselines"
@@ -348,11 +349,14 @@ class RunService:
         save_context(td.context("final", seed), ctx_path)
         ctx_path.chmod(0o644)
         out = work / "predictions.npy"
+        student = _student_sandbox(td.student_spec)
         policy = SandboxPolicy(
             workspace=work,
             uid=uid,
             network=False,
-            ro_paths=[*python_binds(), Path(aar.__file__).resolve().parent, code_dir],
+            ro_paths=[*python_binds(), Path(aar.__file__).resolve().parent, code_dir, *student["ro_paths"]],
+            address_space_bytes=student["address_space_bytes"],
+            gpus=self.config.sandbox_gpus,
             cpu_seconds=self.config.sandbox_cpu_seconds,
             memory_bytes=self.config.sandbox_memory_bytes,
             max_processes=self.config.sandbox_max_processes,
@@ -365,6 +369,7 @@ class RunService:
                 "OPENBLAS_NUM_THREADS": "1",
                 "MKL_NUM_THREADS": "1",
                 "PYTHONPATH": str(Path(aar.__file__).resolve().parent.parent),
+                **student["env"],
             },
         )
         cmd = [
@@ -597,6 +602,7 @@ class RunService:
                 )
         if not todo or not add:
             return len(extend)
+        skipped = 0
         home = self.data.home
         with self.db.write() as session:
             agent = session.scalar(select(Agent).where(Agent.name == BASELINE_AGENT))
@@ -606,7 +612,12 @@ class RunService:
                 session.flush()
             baseline_agent = agent.id
         for method in todo:
-            preds = self._baseline_predictions(method, ready)
+            try:
+                preds = self._baseline_predictions(method, ready)
+            except IdeaError as exc:  # e.g. a feature-only method on a text tier (LoRA): not a baseline here
+                log.warning("baseline %s skipped: %s", method, exc)
+                skipped += 1
+                continue
             results = self._baseline_results(method, preds)
             with self.db.write() as session:
                 run = Run(
@@ -637,7 +648,7 @@ class RunService:
                     path="-",
                     detail={"methods": [method], "run_id": run.id},
                 )
-        return len(todo) + len(extend)
+        return len(todo) - skipped + len(extend)
 
     def baselines_behind(self) -> bool:
         """Does a built-in baseline lack a task that is ready (stored by a referee that then stopped)?"""
@@ -686,6 +697,22 @@ def _is_root() -> bool:
 
 def _seconds(sandbox_log: list[dict]) -> float:
     return round(sum(float(c.get("seconds") or 0.0) for c in sandbox_log), 3)
+
+
+def _student_sandbox(spec) -> dict:  # noqa: ANN001 (aar.w2s.students.StudentSpec | None)
+    """What a text tier's official run needs besides the feature tiers' sandbox: its model's folder,
+    read-only (weights, never labels; found through ``$AAR_MODELS``, not the cache root that holds task
+    rows), and room for torch's address-space reservations (resident memory stays bounded)."""
+    if spec is None or not spec.reads_texts:
+        return {"ro_paths": [], "address_space_bytes": None, "env": {}}
+    from aar.w2s.models import causal_lm_source
+    from aar.w2s.paths import models_dir
+
+    source = Path(causal_lm_source(spec.model))  # converts a packaged model once, here, not per run
+    if source.is_dir() and models_dir() in source.resolve().parents:
+        _make_readable(source)  # aar's own converted copy; a user's folder must be readable already
+    env = {"AAR_MODELS": str(models_dir()), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    return {"ro_paths": [source] if source.is_dir() else [], "address_space_bytes": 64 << 30, "env": env}
 
 
 def _make_readable(path: Path) -> None:

