@@ -53,7 +53,7 @@ def first_result_seconds(data: Path, started_utc: datetime) -> dict[str, float |
         ).fetchone()[0]
         stamp = "SELECT {} FROM audit_log WHERE action = ?"
         early = conn.execute(stamp.format("min(ts)"), ("runs.release",)).fetchone()[0]
-        extended = conn.execute(stamp.format("max(ts)"), ("baselines.extend",)).fetchone()[0]
+        extended = conn.execute(stamp.format("min(ts)"), ("baselines.extend",)).fetchone()[0]
 
     def seconds(stamp: str | None) -> float | None:
         if stamp is None:
