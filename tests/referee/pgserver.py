@@ -90,16 +90,26 @@ class PgServer:
                 "initdb", "-D", str(self.data), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8",
                 "--locale=C.UTF-8",
             )  # fmt: skip
-            self._run(
-                "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
-                "-o", f"-c listen_addresses='' -c unix_socket_directories='{self.root}' "
-                "-c max_connections=300 -c shared_buffers=32MB",
-                "start",
-            )  # fmt: skip
-            self._started = True
+            self.start()
         except BaseException:
             self.stop()
             raise
+
+    def start(self) -> None:
+        """Start the server (again, after ``crash``: it recovers from its WAL first)."""
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
+            "-o", f"-c listen_addresses='' -c unix_socket_directories='{self.root}' "
+            "-c max_connections=300 -c shared_buffers=32MB",
+            "start",
+        )  # fmt: skip
+        self._started = True
+
+    def crash(self) -> None:
+        """Stop the server as a crash would: every process quits at once, no checkpoint, no flush
+        beyond what COMMIT already made durable (``pg_ctl stop -m immediate``)."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        self._started = False
 
     def _run(self, tool: str, *args: str) -> None:
         kwargs: dict = {}
@@ -145,10 +155,9 @@ class PgServer:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def stop(self) -> None:
-        """Stop the server (fast: no need for a clean checkpoint) and remove its directory."""
+        """Stop the server and remove its directory."""
         try:
             if self._started:
-                self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
-                self._started = False
+                self.crash()  # nothing to keep: no need for a clean shutdown
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
