@@ -354,7 +354,8 @@ class Database:
         if self.is_sqlite:
             _sqlite_setup(self.engine)
         # a read sees one snapshot, as a read transaction does in SQLite's WAL mode (PostgreSQL's default,
-        # READ COMMITTED, would let a page and its total count disagree); read-only, so never retried
+        # READ COMMITTED, would let a page and its total count disagree); a transaction that only reads
+        # never fails to serialise at this level, so nothing needs a retry
         reads = self.engine.execution_options(isolation_level="REPEATABLE READ") if self.is_postgres else None
         self._sessions = sessionmaker(reads or self.engine, expire_on_commit=False)
         self._write_engine = self.engine.execution_options(aar_immediate=True)
@@ -362,9 +363,13 @@ class Database:
         self._write_lock = threading.Lock()
 
     def create_all(self) -> None:
-        Base.metadata.create_all(self.engine)
+        if not self.is_postgres:
+            Base.metadata.create_all(self.engine)
         ddl = _SQLITE_DDL if self.is_sqlite else _POSTGRES_DDL if self.is_postgres else []
         with self.engine.begin() as conn:
+            if self.is_postgres:  # referees starting together: one creates, the others then find it all
+                conn.execute(_PG_WRITE_LOCK)
+                Base.metadata.create_all(conn)
             for stmt in ddl:
                 conn.execute(text(stmt))
             # indexes added after a database was first created (create_all skips existing tables)

@@ -86,6 +86,18 @@ def test_a_read_sees_one_snapshot_and_a_writer_waits_30_s_at_most(pg_url):
         database.dispose()
 
 
+def test_referees_starting_together_create_the_schema_once(pg_url):
+    handles = [Database(pg_url) for _ in range(4)]
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda d: d.create_all(), handles))  # no "relation already exists"
+        with handles[0].read() as s:
+            assert s.scalar(text("SELECT count(*) FROM pg_indexes WHERE indexname = 'posts_search_idx'")) == 1
+    finally:
+        for h in handles:
+            h.dispose()
+
+
 def test_the_audit_log_refuses_update_delete_and_truncate(pg_url):
     database = Database(pg_url)
     try:
