@@ -25,6 +25,7 @@ import numpy as np
 
 from aar.w2s.methods import IdeaContext, IdeaError, resolve_method, validate_predictions
 from aar.w2s.student import HeadProtocol
+from aar.w2s.students import StudentSpec
 
 
 def public_dir() -> Path:
@@ -51,6 +52,7 @@ def load_context(
     dev = _jsonl(tdir / "dev.jsonl")
     with np.load(tdir / "data.npz", allow_pickle=False) as data:
         train_x, dev_x, weak, c = data["train_x"], data["dev_x"], data["weak"], float(data["protocol_c"])
+        student = json.loads(str(data["student"])) if "student" in data.files else None
     return IdeaContext(
         task=task,
         domain=card.get("domain", ""),
@@ -65,6 +67,7 @@ def load_context(
         protocol=HeadProtocol(c=c, seed=seed),
         scratch_dir=scratch_dir,
         strong_model=card.get("strong_model", ""),
+        student=StudentSpec.from_json(student) if student else None,  # a text tier's fixed student
     )
 
 

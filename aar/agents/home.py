@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aar
+from aar.agents.public import student_model_dirs
 from aar.sandbox import (
     SandboxPolicy,
     SandboxResult,
@@ -152,6 +153,10 @@ class AgentHome:
             "MPLBACKEND": "Agg",
             **GIT_IDENTITY,
         }
+        if self.public.exists() and student_model_dirs(self.public):
+            from aar.w2s.paths import models_dir
+
+            env["AAR_MODELS"] = str(models_dir())  # where a packaged model's converted folder is found
         if self.referee_socket is not None:
             env["AAR_REFEREE"] = str(self.referee_socket)
             bound = self.uid is not None and os.environ.get(UID_BOUND_ENV) == "1"
@@ -165,6 +170,7 @@ class AgentHome:
         ro = [*python_binds(), AAR_SOURCE]
         if self.public.exists():
             ro.append(self.public)
+            ro += student_model_dirs(self.public)  # a text tier's model (weights only), read-only
         lim = self.limits
         return SandboxPolicy(
             workspace=self.workspace,

@@ -127,17 +127,18 @@ def _sigmoid(z):
 
 
 def _fit(ctx, x, targets, weights=None):
-    return ctx.fit_head(x, targets, weights)
+    # the tier's fixed student: the feature head (inputs: features), or LoRA (inputs: texts)
+    return ctx.fit_student(x, targets, weights)
 
 
 def _hard(ctx, p):
-    head = _fit(ctx, ctx.train_x, (ctx.weak >= p["threshold"]).astype(float))
-    return head.predict_proba(ctx.test_x)
+    head = _fit(ctx, ctx.train_inputs, (ctx.weak >= p["threshold"]).astype(float))
+    return head.predict_proba(ctx.test_inputs)
 
 
 def _soft_temp(ctx, p):
     z = np.log(_clip(ctx.weak)) - np.log(1 - _clip(ctx.weak))
-    return _fit(ctx, ctx.train_x, _sigmoid(z / p["temperature"])).predict_proba(ctx.test_x)
+    return _fit(ctx, ctx.train_inputs, _sigmoid(z / p["temperature"])).predict_proba(ctx.test_inputs)
 
 
 def _confident(ctx, p):
@@ -145,45 +146,46 @@ def _confident(ctx, p):
     if keep.sum() < 20 or len(np.unique(ctx.weak[keep] >= 0.5)) < 2:
         keep = np.ones(len(ctx.weak), dtype=bool)
     targets = ctx.weak[keep] if p["soft"] else (ctx.weak[keep] >= 0.5).astype(float)
-    return _fit(ctx, ctx.train_x[keep], targets).predict_proba(ctx.test_x)
+    return _fit(ctx, ctx.train_inputs[keep], targets).predict_proba(ctx.test_inputs)
 
 
 def _weighted(ctx, p):
     weights = np.abs(2 * ctx.weak - 1) ** p["gamma"] + 1e-3
-    return _fit(ctx, ctx.train_x, (ctx.weak >= 0.5).astype(float), weights).predict_proba(ctx.test_x)
+    student = _fit(ctx, ctx.train_inputs, (ctx.weak >= 0.5).astype(float), weights)
+    return student.predict_proba(ctx.test_inputs)
 
 
 def _logconf(ctx, p):
     weak_hard = (ctx.weak >= 0.5).astype(float)
     rate = float(weak_hard.mean())
-    head = _fit(ctx, ctx.train_x, weak_hard)
+    head = _fit(ctx, ctx.train_inputs, weak_hard)
     for r in range(1, p["rounds"] + 1):
         alpha = p["alpha_max"] * r / p["rounds"]
-        own = _prior_matched_hard(head.predict_proba(ctx.train_x), rate)
-        head = _fit(ctx, ctx.train_x, (1 - alpha) * weak_hard + alpha * own)
-    return head.predict_proba(ctx.test_x)
+        own = _prior_matched_hard(head.predict_proba(ctx.train_inputs), rate)
+        head = _fit(ctx, ctx.train_inputs, (1 - alpha) * weak_hard + alpha * own)
+    return head.predict_proba(ctx.test_inputs)
 
 
 def _selftrain(ctx, p):
     rate = float((ctx.weak >= 0.5).mean())
-    head = _fit(ctx, ctx.train_x, (ctx.weak >= 0.5).astype(float))
+    head = _fit(ctx, ctx.train_inputs, (ctx.weak >= 0.5).astype(float))
     for _ in range(p["rounds"]):
-        q = head.predict_proba(ctx.train_x)
+        q = head.predict_proba(ctx.train_inputs)
         labels = _prior_matched_hard(q, rate) if p["prior_match"] else (q >= 0.5).astype(float)
-        head = _fit(ctx, ctx.train_x, labels)
-    return head.predict_proba(ctx.test_x)
+        head = _fit(ctx, ctx.train_inputs, labels)
+    return head.predict_proba(ctx.test_inputs)
 
 
 def _bootstrap(ctx, p):
-    head = _fit(ctx, ctx.train_x, (ctx.weak >= 0.5).astype(float))
+    head = _fit(ctx, ctx.train_inputs, (ctx.weak >= 0.5).astype(float))
     rng = np.random.default_rng(ctx.seed)
     for _ in range(p["rounds"]):
-        q = head.predict_proba(ctx.train_x)
+        q = head.predict_proba(ctx.train_inputs)
         conf = np.abs(q - 0.5)
         keep = conf >= np.quantile(conf, 1 - p["keep_frac"])
         keep |= rng.random(len(q)) < 0.1
-        head = _fit(ctx, ctx.train_x[keep], (q[keep] >= 0.5).astype(float))
-    return head.predict_proba(ctx.test_x)
+        head = _fit(ctx, ctx.train_inputs[keep], (q[keep] >= 0.5).astype(float))
+    return head.predict_proba(ctx.test_inputs)
 
 
 def _neighbour_mean(x, values, k):
@@ -201,13 +203,14 @@ def _neighbour_mean(x, values, k):
 
 
 def _knn(ctx, p):
-    smooth = (1 - p["alpha"]) * ctx.weak + p["alpha"] * _neighbour_mean(ctx.train_x, ctx.weak, p["k"])
+    neighbours = _neighbour_mean(ctx.train_x, ctx.weak, p["k"])  # features only: not on a text tier
+    smooth = (1 - p["alpha"]) * ctx.weak + p["alpha"] * neighbours
     targets = (smooth >= 0.5).astype(float) if p.get("hard", True) else smooth
-    return _fit(ctx, ctx.train_x, targets).predict_proba(ctx.test_x)
+    return _fit(ctx, ctx.train_inputs, targets).predict_proba(ctx.test_inputs)
 
 
 def _prior_blend(ctx, p):
-    base = _fit(ctx, ctx.train_x, (ctx.weak >= 0.5).astype(float)).predict_proba(ctx.test_x)
+    base = _fit(ctx, ctx.train_inputs, (ctx.weak >= 0.5).astype(float)).predict_proba(ctx.test_inputs)
     return p["weight"] * np.asarray(get_method("zeroshot_prior")(ctx)) + (1 - p["weight"]) * base
 
 

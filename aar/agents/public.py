@@ -18,6 +18,37 @@ from pathlib import Path
 import numpy as np
 
 PUBLIC_FILES = ("card.json", "student_train.jsonl", "dev.jsonl", "final.jsonl")
+STUDENT_FILE = "student.json"  # a text tier's student: its spec and the model folder a sandbox must read
+
+
+def text_student(card: dict) -> dict | None:
+    """{"spec", "model_dir"} for a card whose tier's student reads texts (LoRA), else None. The model
+    folder is resolved here, on the host (a packaged model is converted once), so the researcher's
+    sandbox can bind it read-only (``aar.agents.home``)."""
+    from aar.w2s.students import StudentSpec
+
+    if not card.get("student"):
+        return None
+    spec = StudentSpec.from_json(card["student"])
+    if not spec.reads_texts:
+        return None
+    from aar.w2s.model_access import readable_model_dir
+
+    source = readable_model_dir(spec.model)
+    return {"spec": card["student"], "model_dir": None if source is None else str(source)}
+
+
+def student_model_dirs(public: Path) -> list[Path]:
+    """The model folders the public packs' text-tier students read (bound into researchers' sandboxes)."""
+    dirs = []
+    for path in sorted(Path(public).glob(f"*/{STUDENT_FILE}")):
+        try:
+            folder = json.loads(path.read_text()).get("model_dir")
+        except (OSError, ValueError):
+            continue
+        if folder and Path(folder).is_dir() and Path(folder) not in dirs:
+            dirs.append(Path(folder))
+    return dirs
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -54,12 +85,19 @@ def prepare_public(source: Path, dest: Path, *, log=lambda *_a: None) -> list[st
         train = read_jsonl(task_dir / "student_train.jsonl")
         dev = read_jsonl(task_dir / "dev.jsonl")
         model = card["strong_model"]
-        train_x = features(model, [r["text"] for r in train], show_progress=False)
-        dev_x = features(model, [r["text"] for r in dev], show_progress=False)
         weak = np.array([float(r["weak"]) for r in train])
-        # the referee's card carries the fixed head's C; recompute it (same procedure) only for old cards
-        c = float(card["protocol_c"]) if "protocol_c" in card else select_protocol(
-            train_x, weak, seed=seeds.get(name, 0)).c
+        student = text_student(card)
+        if student is not None:  # a text tier (LoRA): the student reads texts, there are no features
+            train_x, dev_x = np.zeros((len(train), 0)), np.zeros((len(dev), 0))
+            c = float(card.get("protocol_c", 1.0))
+            (out / STUDENT_FILE).write_text(json.dumps(student))
+            os.chmod(out / STUDENT_FILE, 0o644)
+        else:
+            train_x = features(model, [r["text"] for r in train], show_progress=False)
+            dev_x = features(model, [r["text"] for r in dev], show_progress=False)
+            # the referee's card carries the fixed head's C; recompute it (same procedure) only for old cards
+            c = float(card["protocol_c"]) if "protocol_c" in card else select_protocol(
+                train_x, weak, seed=seeds.get(name, 0)).c
         tmp = out / "data.tmp.npz"
         np.savez(
             tmp,
@@ -67,6 +105,7 @@ def prepare_public(source: Path, dest: Path, *, log=lambda *_a: None) -> list[st
             dev_x=dev_x.astype(np.float32),
             weak=weak,
             protocol_c=np.array(c),
+            student=np.array(json.dumps(card.get("student"))),
         )
         tmp.replace(data)
         os.chmod(data, 0o644)

@@ -87,6 +87,11 @@ class TaskFileSpec(Strict):
         return self.model_dump()
 
 
+class TierModels(Strict):
+    weak: str | None = Field(None, min_length=1)
+    strong: str | None = Field(None, min_length=1)
+
+
 class Testbed(Strict):
     # tasks of your own (see README); first, so the task lists below may name them
     task_files: list[TaskFileSpec] = Field(default_factory=list)
@@ -94,7 +99,11 @@ class Testbed(Strict):
     held_out: list[str] = Field(default_factory=lambda: list(defaults.HELD_OUT_TASKS))
     # secondary tasks whose public part researchers see scored, like the home task's
     visible: list[str] = Field(default_factory=list)
-    tier: Literal["default", "fast", "published"] = "default"  # the (weak, strong) model pair
+    # the (weak, strong) model pair and the student: frozen features + head (default, fast, published)
+    # or the LoRA-fine-tuned causal LM (lora: SmolLM2 teaches gemma-3-270m; slow on a CPU)
+    tier: Literal["default", "fast", "published", "lora"] = "default"
+    # the tier's models replaced by name: a packaged model, a local folder or a Hugging Face id (lora)
+    models: TierModels | None = None
     max_rows: int | None = Field(None, ge=200)
 
     @field_validator("home")
@@ -157,7 +166,9 @@ class Testbed(Strict):
 
     @property
     def model_pair(self) -> tuple[str, str]:
-        return defaults.MODEL_PAIRS[self.tier]
+        tier = defaults.TIERS[self.tier]
+        models = self.models or TierModels()
+        return models.weak or tier.weak, models.strong or tier.strong
 
 
 class RefereeSettings(Strict):
@@ -168,6 +179,20 @@ class RefereeSettings(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=0, le=65535)  # the dashboard; 0 = any free port
     drain_minutes: float = Field(15.0, ge=0)  # wait this long for queued official runs at the end
+    # the built-in baselines scored at set-up (default: all that the tier can run); on the slow LoRA
+    # tier on a CPU, e.g. [vanilla]
+    baselines: list[str] | None = None
+
+    @field_validator("baselines")
+    @classmethod
+    def _known_baselines(cls, v: list[str] | None) -> list[str] | None:
+        from aar.w2s.methods import builtin_methods
+
+        unknown = [m for m in v or [] if m not in builtin_methods() or m == "ceiling"]
+        if unknown:
+            known = ", ".join(m for m in builtin_methods() if m != "ceiling")
+            raise ValueError(f"unknown baseline(s) {', '.join(unknown)}; built-in: {known}")
+        return v
 
 
 class Budget(Strict):
@@ -340,7 +365,7 @@ def fingerprint(c: Campaign) -> str:
     An empty ``visible`` or ``task_files`` is left out, so campaigns started before they existed still
     resume; a task file's digest is in, so an edited file is refused on resume."""
     testbed = c.testbed.model_dump()
-    for key in ("visible", "task_files"):  # left out when empty: older campaigns still resume
+    for key in ("visible", "task_files", "models"):  # left out when empty: older campaigns still resume
         if not testbed[key]:
             del testbed[key]
     stable = {"testbed": testbed, "seeds": c.referee.seeds}

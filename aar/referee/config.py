@@ -39,6 +39,7 @@ class RefereeConfig:
     run_workers: int = 1
     executor: str = "local"  # "local" (process pool of sandboxed subprocesses) or "none" (queue only)
     determinism_check: bool = True  # re-run one seed to catch nondeterministic ideas
+    baselines: list[str] | None = None  # built-in methods scored as baselines; None: every one the tier runs
     sandbox_cpu_seconds: int = 600
     sandbox_memory_bytes: int = 3 * 1024**3
     sandbox_wall_seconds: float = 900.0

@@ -705,14 +705,12 @@ def _student_sandbox(spec) -> dict:  # noqa: ANN001 (aar.w2s.students.StudentSpe
     rows), and room for torch's address-space reservations (resident memory stays bounded)."""
     if spec is None or not spec.reads_texts:
         return {"ro_paths": [], "address_space_bytes": None, "env": {}}
-    from aar.w2s.models import causal_lm_source
+    from aar.w2s.model_access import readable_model_dir
     from aar.w2s.paths import models_dir
 
-    source = Path(causal_lm_source(spec.model))  # converts a packaged model once, here, not per run
-    if source.is_dir() and models_dir() in source.resolve().parents:
-        _make_readable(source)  # aar's own converted copy; a user's folder must be readable already
+    source = readable_model_dir(spec.model)  # converts a packaged model once, here, not per run
     env = {"AAR_MODELS": str(models_dir()), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    return {"ro_paths": [source] if source.is_dir() else [], "address_space_bytes": 64 << 30, "env": env}
+    return {"ro_paths": [source] if source is not None else [], "address_space_bytes": 64 << 30, "env": env}
 
 
 def _make_readable(path: Path) -> None:

@@ -81,9 +81,9 @@ class DevScorer:
         """Predictions in dev id order, or a 4xx naming the first problem."""
         if not self.data.has(task):
             raise ApiError(422, f"unknown task {task!r}; tasks: {', '.join(self.data.shown())}")
-        data = self.data.task(task)
-        if not data.shown:
+        if task not in self.data.shown():  # before loading it: a held-out task may still be being prepared
             raise ApiError(403, f"{task!r} is a held-out task: it is never dev-scored")
+        data = self.data.task(task)
         index = data.dev_index
         out = np.full(len(index), np.nan)
         for row_id, value in predictions.items():

@@ -41,6 +41,7 @@ def initialise(
     baselines: bool = True,
     rebuild: bool = False,
     defer_held_out: bool = False,
+    models: Mapping[str, str] | None = None,
     agents: Sequence[str] | Mapping[str, int | None] = (),
     log: Callable[[str], None] = print,
     show_progress: bool = False,
@@ -68,6 +69,7 @@ def initialise(
             max_rows=max_rows,
             task_files=task_files,
             defer_held_out=defer_held_out,
+            models=models,
             log=log,
             show_progress=show_progress,
             on_progress=on_progress,
@@ -77,7 +79,7 @@ def initialise(
     ref = Referee.build(config)
     try:
         if baselines:
-            n = ref.runs.ensure_baselines()
+            n = ref.runs.ensure_baselines(config.baselines)
             if n:
                 log(f"scored {n} built-in baselines")
         token_file = data / "admin.token"

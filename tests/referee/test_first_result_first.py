@@ -122,6 +122,10 @@ def test_runs_wait_for_the_held_out_task_then_finish_once_on_every_task(tmp_path
         assert [(p["task"], p["role"]) for p in prep] == [(HELD, "held_out")]
         assert prep[0]["state"] in ("queued", "preparing")
         assert r.client.get(f"{API}/admin/preparation", headers=r.headers("alice")).status_code == 403
+        # dev scoring a held-out task still being prepared: the usual refusal, not a crash
+        probe = {"task": HELD, "predictions": {"x": 0.5}}
+        dev = r.client.post(f"{API}/dev/evaluate", headers=r.headers("alice"), json=probe)
+        assert dev.status_code == 403 and "held-out" in dev.json()["detail"]
         # the researcher already has its official result (the released home score), and never the
         # held-out task's name
         mine = r.client.get(f"{API}/runs/{run_id}", headers=r.headers("alice"))
