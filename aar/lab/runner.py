@@ -184,6 +184,7 @@ class Lab:
             tier=c.testbed.tier,
             max_rows=c.testbed.max_rows,
             task_files=[tf.declaration() for tf in c.testbed.task_files],
+            models=c.testbed.models.model_dump(exclude_none=True) if c.testbed.models else None,
             defer_held_out=True,  # first result first: the referee prepares them while researchers work
             log=self._say,
             show_progress=self.console.is_terminal,
@@ -193,6 +194,7 @@ class Lab:
             dev_budget_per_day=c.referee.dev_budget_per_day,
             run_budget_per_day=c.referee.run_budget_per_day,
             run_workers=c.referee.run_workers,
+            baselines=c.referee.baselines,
             researchers_dir=self.dir.researchers.resolve(),
             campaign=c.name,
             agents={m.spec.name: self._uid(m.spec.name) for m in self.members},
