@@ -13,14 +13,14 @@ from fastapi.responses import JSONResponse
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from aar.referee import audit
+from aar.referee import audit, executors
 from aar.referee.auth import Authenticator
 from aar.referee.codestore import CodeStore
 from aar.referee.config import RefereeConfig
 from aar.referee.datadir import DataStore
 from aar.referee.db import Database
 from aar.referee.errors import ApiError
-from aar.referee.executor import Executor, LocalPoolExecutor, NullExecutor
+from aar.referee.executors import Executor
 from aar.referee.forum import Forum
 from aar.referee.ladder import LadderRule
 from aar.referee.preparer import TaskPreparer
@@ -83,11 +83,7 @@ class Referee:
 
     def start(self, executor: Executor | None = None) -> None:
         if executor is None:
-            executor = (
-                LocalPoolExecutor(self.runs.execute, self.config.run_workers, claim=self.runs.claim_next)
-                if self.config.executor == "local"
-                else NullExecutor()
-            )
+            executor = executors.build(self.config.executor, self.runs, self.config)
         self.executor = executor
         self.runs.executor = executor
         self.runs.stopping.clear()

@@ -37,7 +37,8 @@ class RefereeConfig:
     max_tree_bytes: int = 64 * 1024 * 1024  # uncompressed bytes per commit tree (a blob counts per entry)
     code_fetches_per_day: int = 200  # GET /code/{sha} per researcher per UTC day
     run_workers: int = 1
-    executor: str = "local"  # "local" (process pool of sandboxed subprocesses) or "none" (queue only)
+    executor: str = "local"  # a name in aar.referee.executors: "local", "none" (queue only) or "ray"
+    ray: dict | None = None  # the ray executor's options (address, token, resources): executors/ray.py
     determinism_check: bool = True  # re-run one seed to catch nondeterministic ideas
     baselines: list[str] | None = None  # built-in methods scored as baselines; None: every one the tier runs
     sandbox_cpu_seconds: int = 600

@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import shutil
-import sys
+import tempfile
 import threading
 import uuid
 from pathlib import Path
@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import func, select
 
-import aar
 from aar.contract import IN_FLIGHT
 from aar.referee import audit, credit, integrity, release
 from aar.referee.auth import Identity
@@ -33,6 +32,7 @@ from aar.referee.datadir import DataStore
 from aar.referee.db import Agent, Database, Flag, Run, RunPrediction, utcnow
 from aar.referee.errors import ApiError
 from aar.referee.scoring import today
+from aar.referee.units import Key, Unit, done_units, load_untrusted_npy, make_readable, pack_code, record_unit
 from aar.w2s.idea_runner import save_context
 from aar.w2s.methods import IdeaError
 
@@ -214,7 +214,9 @@ class RunService:
     # -- execution ---------------------------------------------------------------------------------
 
     def execute(self, run_id: int) -> None:
-        """Run an official run to completion; every outcome is recorded, nothing raises."""
+        """Drive an official run to completion: its units go to the executor task by task (a held-out
+        task still being prepared is not dispatched until it is ready), the outputs are recorded unit
+        by unit (a restarted run reuses them), and the referee alone scores. Nothing raises."""
         with self.db.write() as session:
             run = session.get(Run, run_id)
             if run is None or run.status not in IN_FLIGHT:
@@ -241,91 +243,53 @@ class RunService:
             root.parent.chmod(0o711)
             code_dir = root / "code"
             self.code.checkout(commit, code_dir)
-            _make_readable(code_dir)
+            code = pack_code(code_dir)
+            done = done_units(self.db, run_id)  # units of an earlier attempt of this run: never run again
             preds: dict[str, np.ndarray] = {}
-            for task in tasks:
-                if not self.scorable(task) and all(t in preds for t in shown):
-                    self._release_early(run_id, preds)  # first result first: researchers learn it now
-                if not self._await_task(run_id, task):
-                    continue  # refused or failed while being prepared: not an official task any more
-                rows = []
-                for seed in range(seeds):
-                    out, info = self._one(root, code_dir, idea_path, task, seed)
-                    sandbox_log.append(info)
-                    if out is None:
-                        if info.get("timed_out") and self.overloaded():
-                            if attempts <= self.config.load_retries:
-                                self._requeue(run_id, info, sandbox_log)
-                            else:  # the host's fault, not the author's: failed, not flagged
-                                info["error"] = f"timed out {attempts} times while the referee was overloaded"
-                                self._fail(run_id, agent_id, info, sandbox_log, flag=False)
-                            return
+            rerun = self.config.determinism_check
+            todo = list(tasks)
+            while todo:
+                batch = [t for t in todo if self.scorable(t)]
+                if not batch:
+                    if all(t in preds for t in shown):
+                        self._release_early(run_id, preds)  # first result first: researchers learn it now
+                    if not self._await_task(run_id, todo[0]):
+                        todo.pop(0)  # refused or failed while being prepared: not an official task any more
+                    continue
+                keys = [(t, s, "") for t in batch for s in range(seeds)]
+                if rerun and home in batch:
+                    keys.append((home, 0, "rerun"))
+                outcome = self._run_units(run_id, code, idea_path, keys, done, sandbox_log)
+                if outcome is not None:
+                    info = outcome
+                    if info.get("lost"):  # the cluster lost a unit after its retries: not the author's fault
+                        self._fail(run_id, agent_id, info, sandbox_log, flag=False)
+                    elif info.get("timed_out") and self.overloaded():
+                        if attempts <= self.config.load_retries:
+                            self._requeue(run_id, info, sandbox_log)
+                        else:  # the host's fault, not the author's: failed, not flagged
+                            info["error"] = f"timed out {attempts} times while the referee was overloaded"
+                            self._fail(run_id, agent_id, info, sandbox_log, flag=False)
+                    else:
                         self._fail(run_id, agent_id, info, sandbox_log)
-                        return
-                    rows.append(out)
-                preds[task] = np.stack(rows)
+                    return
+                for t in batch:
+                    preds[t] = np.stack([done[(t, s, "")][0] for s in range(seeds)])
+                todo = [t for t in todo if t not in batch]
             tasks = [t for t in tasks if t in preds]
             determinism = None
-            if self.config.determinism_check:
-                again, info = self._one(root, code_dir, idea_path, home, 0, tag="rerun")
-                sandbox_log.append(info)
-                determinism = float("nan") if again is None else float(np.abs(again - preds[home][0]).max())
-            results = {t: release.score_parts(self.data.task(t), preds[t], self.vanilla(t)) for t in tasks}
-            findings = integrity.run_findings(
-                results,
-                preds,
-                {t: self.data.task(t).weak("final") for t in tasks},
-                home,
-                self.config.gap_flag,
-                determinism,
-            )
-            with self.db.write() as session:
-                run = session.get(Run, run_id)
-                run.status = "done"
-                run.results = results
-                run.sandbox = {"backend": sandbox_log[0]["backend"], "calls": sandbox_log}
-                run.seconds = _seconds(sandbox_log)
-                run.finished_at = utcnow()
-                _store_predictions(session, run_id, preds)
-                probe = integrity.official_probe(session, run_id, home, preds[home], self.public.rule)
-                if probe is not None:
-                    findings.append(("official_probing", probe))
-                if run.released is None:  # not already released while the run waited for a task
-                    run.released = self._release(session, run_id, preds)
-                for kind, evidence in findings:
-                    integrity.open_flag(
-                        session,
-                        kind=kind,
-                        subject_type="run",
-                        subject_id=run_id,
-                        agent_id=agent_id,
-                        task=evidence.get("task"),
-                        evidence=evidence,
-                    )
-                if sandbox_log and sandbox_log[0]["backend"] != "bubblewrap":
-                    integrity.open_flag(
-                        session,
-                        kind="not_sandboxed",
-                        subject_type="run",
-                        subject_id=run_id,
-                        agent_id=agent_id,
-                        task=None,
-                        evidence={
-                            "backend": sandbox_log[0]["backend"],
-                            "why": "bubblewrap unavailable: the score is not tamper-proof",
-                        },
-                    )
-                audit.record(
-                    session,
-                    agent_id=None,
-                    action="runs.finish",
-                    method="-",
-                    path=f"/runs/{run_id}",
-                    detail={"run_id": run_id, "status": "done", "flags": [k for k, _ in findings]},
+            if rerun:
+                again = done.get((home, 0, "rerun"))
+                determinism = (
+                    float("nan") if again is None else float(np.abs(again[0] - preds[home][0]).max())
                 )
+            self._finish(run_id, agent_id, home, tasks, preds, determinism, sandbox_log)
         except _Stopping:  # the referee is stopping: the run stays in flight, re-queued at the next start
-            log.info("official run %s left waiting for a task: the referee is stopping", run_id)
+            log.info("official run %s left in flight: the referee is stopping", run_id)
         except Exception as exc:  # a referee-side problem (disk, git): record it, keep serving
+            if self.stopping.is_set():  # e.g. the executor shut down under us: resumed at the next start
+                log.info("official run %s interrupted by the referee stopping: %s", run_id, exc)
+                return
             log.exception("official run %s failed on the referee side", run_id)
             self._fail(
                 run_id,
@@ -337,73 +301,154 @@ class RunService:
         finally:
             shutil.rmtree(root, ignore_errors=True)
 
-    def _one(
-        self, root: Path, code_dir: Path, idea_path: str, task: str, seed: int, tag: str = ""
-    ) -> tuple[np.ndarray | None, dict]:
-        from aar.sandbox import SandboxPolicy, ensure_user, make_workspace, python_binds, run_sandboxed
-
-        td = self.data.task(task)
-        uid = ensure_user(self.config.sandbox_user) if _is_root() else None
-        work = make_workspace(root / f"{task}-s{seed}{tag}", uid)
-        ctx_path = work / "context.npz"
-        save_context(td.context("final", seed), ctx_path)
-        ctx_path.chmod(0o644)
-        out = work / "predictions.npy"
-        student = _student_sandbox(td.student_spec)
-        policy = SandboxPolicy(
-            workspace=work,
-            uid=uid,
-            network=False,
-            ro_paths=[*python_binds(), Path(aar.__file__).resolve().parent, code_dir, *student["ro_paths"]],
-            address_space_bytes=student["address_space_bytes"],
-            gpus=self.config.sandbox_gpus,
-            cpu_seconds=self.config.sandbox_cpu_seconds,
-            memory_bytes=self.config.sandbox_memory_bytes,
-            max_processes=self.config.sandbox_max_processes,
-            max_file_bytes=self.config.sandbox_max_file_bytes,
-            wall_timeout=self.config.sandbox_wall_seconds,
-            cpu_weight=100,  # a normal share: researchers' commands (weight 10) cannot starve official runs
-            env={
-                "PYTHONDONTWRITEBYTECODE": "1",
-                "OMP_NUM_THREADS": "1",
-                "OPENBLAS_NUM_THREADS": "1",
-                "MKL_NUM_THREADS": "1",
-                "PYTHONPATH": str(Path(aar.__file__).resolve().parent.parent),
-                **student["env"],
-            },
-        )
-        cmd = [
-            sys.executable,
-            "-m",
-            "aar.w2s.idea_runner",
-            str(ctx_path),
-            str(code_dir / idea_path),
-            str(out),
-        ]
-        res = run_sandboxed(cmd, policy)
-        info = {
-            "task": task,
-            "seed": seed,
-            "returncode": res.returncode,
-            "timed_out": res.timed_out,
-            "seconds": round(res.seconds, 3),
-            "violations": res.violations,
-            "backend": res.backend,
-            "stderr_tail": res.stderr[-1500:],
-        }
-        if res.returncode != 0 or res.timed_out or not out.is_file():
-            info["violations"] = res.violations + self._attempts(res.stderr, info["violations"])
-            return None, info
+    def _run_units(
+        self,
+        run_id: int,
+        code: bytes,
+        idea_path: str,
+        keys: list[Key],
+        done: dict[Key, tuple[np.ndarray, dict]],
+        sandbox_log: list[dict],
+    ) -> dict | None:
+        """Run the units in ``keys`` not yet in ``done`` through the executor; record each output as it
+        comes (``done`` gains it). Returns the first failure's info in plan order, or None."""
+        for key in keys:
+            if key in done:
+                sandbox_log.append(done[key][1])  # charged once, from the attempt that ran it
+        units = [self._unit(run_id, idea_path, key) for key in keys if key not in done]
+        if not units:
+            return None
+        if self.executor is None:
+            raise RuntimeError("no executor to run units")
+        failures: dict[Key, dict] = {}
+        outputs = self.executor.run_units(code, units)
         try:
-            arr = np.asarray(_load_untrusted_npy(out, 8 * len(td.ids["final"]) + 4096), dtype=np.float64)
-            arr = arr.reshape(-1)
-        except Exception as exc:  # noqa: BLE001 (any unreadable output is the idea's failure)
-            info["error"] = f"unreadable predictions: {type(exc).__name__}"
-            return None, info
-        if len(arr) != len(td.ids["final"]) or not np.all(np.isfinite(arr)) or arr.min() < 0 or arr.max() > 1:
-            info["error"] = "predictions are not one probability per final item"
-            return None, info
-        return arr, info
+            for unit, out in outputs:
+                if self.stopping.is_set():
+                    raise _Stopping
+                info = dict(out.info)
+                arr = out.predictions
+                if arr is not None:
+                    problem = _check_predictions(arr, unit.n_items)
+                    if problem:
+                        info["error"] = problem
+                        arr = None
+                if arr is None:
+                    info["violations"] = list(info.get("violations") or []) + self._attempts(
+                        out.stderr, list(info.get("violations") or [])
+                    )
+                    sandbox_log.append(info)
+                    failures[unit.key] = info
+                    break  # the run fails on its first failed unit: the rest are abandoned
+                done[unit.key] = record_unit(self.db, run_id, unit.key, arr, info)
+                sandbox_log.append(done[unit.key][1])
+        finally:
+            outputs.close()
+        if self.stopping.is_set():
+            raise _Stopping
+        return next(iter(failures.values()), None)
+
+    def _unit(self, run_id: int, idea_path: str, key: Key) -> Unit:
+        """A unit's inputs: the task's label-free ``final`` context for the seed and the sandbox it needs."""
+        task, seed, tag = key
+        td = self.data.task(task)
+        with tempfile.TemporaryDirectory(dir=self.config.scratch_root) as tmp:
+            save_context(td.context("final", seed), Path(tmp) / "context.npz")
+            context = (Path(tmp) / "context.npz").read_bytes()
+        student = _student_sandbox(td.student_spec)
+        cfg = self.config
+        text_tier = td.student_spec is not None and td.student_spec.reads_texts
+        return Unit(
+            run_id=run_id,
+            task=task,
+            seed=seed,
+            tag=tag,
+            idea_path=idea_path,
+            context=context,
+            n_items=len(td.ids["final"]),
+            sandbox={
+                "user": cfg.sandbox_user,
+                "ro_paths": [str(p) for p in student["ro_paths"]],
+                "address_space_bytes": student["address_space_bytes"],
+                "env": student["env"],
+                "gpus": cfg.sandbox_gpus,
+                "cpu_seconds": cfg.sandbox_cpu_seconds,
+                "memory_bytes": cfg.sandbox_memory_bytes,
+                "max_processes": cfg.sandbox_max_processes,
+                "max_file_bytes": cfg.sandbox_max_file_bytes,
+                "wall_seconds": cfg.sandbox_wall_seconds,
+            },
+            gpus=1 if cfg.sandbox_gpus and text_tier else 0,
+            memory_bytes=cfg.sandbox_memory_bytes,
+        )
+
+    def _finish(
+        self,
+        run_id: int,
+        agent_id: int,
+        home: str,
+        tasks: list[str],
+        preds: dict[str, np.ndarray],
+        determinism: float | None,
+        sandbox_log: list[dict],
+    ) -> None:
+        """Score and record a run whose units are all done: once (a run no longer in flight is left)."""
+        results = {t: release.score_parts(self.data.task(t), preds[t], self.vanilla(t)) for t in tasks}
+        findings = integrity.run_findings(
+            results,
+            preds,
+            {t: self.data.task(t).weak("final") for t in tasks},
+            home,
+            self.config.gap_flag,
+            determinism,
+        )
+        backend = sandbox_log[0].get("backend") if sandbox_log else None
+        with self.db.write() as session:
+            run = session.get(Run, run_id)
+            if run.status not in IN_FLIGHT:  # finished by another coordinator: never scored twice
+                return
+            run.status = "done"
+            run.results = results
+            run.sandbox = {"backend": backend, "calls": sandbox_log}
+            run.seconds = _seconds(sandbox_log)
+            run.finished_at = utcnow()
+            _store_predictions(session, run_id, preds)
+            probe = integrity.official_probe(session, run_id, home, preds[home], self.public.rule)
+            if probe is not None:
+                findings.append(("official_probing", probe))
+            if run.released is None:  # not already released while the run waited for a task
+                run.released = self._release(session, run_id, preds)
+            for kind, evidence in findings:
+                integrity.open_flag(
+                    session,
+                    kind=kind,
+                    subject_type="run",
+                    subject_id=run_id,
+                    agent_id=agent_id,
+                    task=evidence.get("task"),
+                    evidence=evidence,
+                )
+            if backend is not None and backend != "bubblewrap":
+                integrity.open_flag(
+                    session,
+                    kind="not_sandboxed",
+                    subject_type="run",
+                    subject_id=run_id,
+                    agent_id=agent_id,
+                    task=None,
+                    evidence={
+                        "backend": backend,
+                        "why": "bubblewrap unavailable: the score is not tamper-proof",
+                    },
+                )
+            audit.record(
+                session,
+                agent_id=None,
+                action="runs.finish",
+                method="-",
+                path=f"/runs/{run_id}",
+                detail={"run_id": run_id, "status": "done", "flags": [k for k, _ in findings]},
+            )
 
     def _attempts(self, stderr: str, known: list[str]) -> list[str]:
         """Referee-side reading of a failed idea's stderr: reaching for the network or for our data."""
@@ -713,28 +758,15 @@ def _student_sandbox(spec) -> dict:  # noqa: ANN001 (aar.w2s.students.StudentSpe
     return {"ro_paths": [source] if source is not None else [], "address_space_bytes": 64 << 30, "env": env}
 
 
-def _make_readable(path: Path) -> None:
-    for p in [path, *path.rglob("*")]:
-        if p.is_symlink():
-            continue
-        p.chmod(0o755 if p.is_dir() else 0o644)
+def _check_predictions(arr: np.ndarray, n_items: int) -> str | None:
+    """The referee's check of a unit's returned predictions (a worker's word is not trusted)."""
+    if arr.ndim != 1 or len(arr) != n_items or not np.all(np.isfinite(arr)) or arr.min() < 0 or arr.max() > 1:
+        return "predictions are not one probability per final item"
+    return None
 
 
-def _load_untrusted_npy(path: Path, max_bytes: int) -> np.ndarray:
-    """np.load of a file the idea wrote, never following a symlink (O_NOFOLLOW: the idea could point
-    it at the referee's private data) and never reading more than ``max_bytes``."""
-    import io
-
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb") as f:
-        import stat
-
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise ValueError("predictions are not a regular file")
-        data = f.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise ValueError("predictions file too large")
-    return np.load(io.BytesIO(data), allow_pickle=False)
+_make_readable = make_readable  # the names runs.py had before units moved out
+_load_untrusted_npy = load_untrusted_npy
 
 
 def dumps(obj) -> str:
