@@ -10,6 +10,7 @@ from their transcripts, queued official runs are re-queued by the referee.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -194,7 +195,7 @@ class Lab:
             dev_budget_per_day=c.referee.dev_budget_per_day,
             run_budget_per_day=c.referee.run_budget_per_day,
             run_workers=c.referee.run_workers,
-            baselines=c.referee.baselines,
+            baseline_methods=c.referee.baselines,
             researchers_dir=self.dir.researchers.resolve(),
             campaign=c.name,
             agents={m.spec.name: self._uid(m.spec.name) for m in self.members},
@@ -218,6 +219,9 @@ class Lab:
         self.dir.port_file.unlink(missing_ok=True)
         args = ["referee", "serve", "--data", str(self.dir.data), "--uds", str(self.dir.socket)]
         args += ["--host", r.host, "--port", str(port), "--port-file", str(self.dir.port_file)]
+        if self.campaign.ray is not None:  # official-run units on the Ray cluster (Ray imported there only)
+            ray = self.campaign.ray.model_dump(exclude_none=True)
+            args += ["--executor", "ray", "--ray", json.dumps(ray)]
         self.referee = procs.spawn(args, log=self.dir.logs / "referee.log", tag=self.tag)
         self._remember_pid(self.referee.pid)
         self.view = RefereeView(self.dir.socket, self.admin_token)

@@ -40,7 +40,7 @@ class RefereeConfig:
     executor: str = "local"  # a name in aar.referee.executors: "local", "none" (queue only) or "ray"
     ray: dict | None = None  # the ray executor's options (address, token, resources): executors/ray.py
     determinism_check: bool = True  # re-run one seed to catch nondeterministic ideas
-    baselines: list[str] | None = None  # built-in methods scored as baselines; None: every one the tier runs
+    baseline_methods: list[str] | None = None  # built-in methods scored as baselines; None: all the tier runs
     sandbox_cpu_seconds: int = 600
     sandbox_memory_bytes: int = 3 * 1024**3
     sandbox_wall_seconds: float = 900.0

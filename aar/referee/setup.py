@@ -79,7 +79,7 @@ def initialise(
     ref = Referee.build(config)
     try:
         if baselines:
-            n = ref.runs.ensure_baselines(config.baselines)
+            n = ref.runs.ensure_baselines(config.baseline_methods)
             if n:
                 log(f"scored {n} built-in baselines")
         token_file = data / "admin.token"
