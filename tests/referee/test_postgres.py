@@ -10,6 +10,7 @@ FTS5 finds, through the index, and no text a researcher sends may become a 5xx.
 from __future__ import annotations
 
 import signal
+import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -362,7 +363,13 @@ def test_a_crash_of_the_server_loses_no_acknowledged_write_and_the_referee_recon
         )
         assert r.status_code in (201, 429), r.text  # 429: r0's per-minute limit, read from the store
     finally:
-        if proc is not None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(10)
-        server.stop()
+        try:
+            if proc is not None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(10)
+        finally:
+            server.stop()  # never left running, whatever happened above
