@@ -138,11 +138,13 @@ def test_no_label_information_leaves_through_public_files_or_endpoints(env, data
             "weak_model",
             "strong_model",
             "protocol_c",  # chosen by CV on weak labels only: carries no label information
+            "student",  # a text tier's fixed student spec (fixed without labels); None on a feature tier
             "sizes",
             "files",
             "idea_contract",
         }
         assert set(card["sizes"]) == {"student_train", "dev"}  # row counts only: no label counts
+        assert card["student"] is None  # the feature tier
     tasks = env.client.get(f"{API}/tasks", headers=env.agent("alice")).text.lower()
     assert "labels" not in tasks and "accuracy" not in tasks and HELD not in tasks and "private" not in tasks
     admin_tasks = env.client.get(f"{API}/tasks", headers=env.agent("root", admin=True)).json()
