@@ -58,9 +58,9 @@ class RayExecutor(CoordinatedExecutor):
     name = "ray"
 
     def __init__(self, job: Callable[[int], None], claim: Callable[[], int | None], options: dict):
+        connect(options)  # first: Ray reads its auth token when it is first imported
         import ray
 
-        connect(options)
         self.options = options
         self._remote = ray.remote(_unit_on_node)
         super().__init__(job, int(options.get("concurrent_runs", 4)), claim)
