@@ -232,6 +232,16 @@ class Researcher(Strict):
     budget: Budget
 
 
+class RaySettings(Strict):
+    """Official-run units on a Ray cluster (aar.referee.executors.ray); absent: everything local."""
+
+    address: str = Field(..., min_length=3)  # host:port of the Ray head
+    token_file: str | None = None  # Ray's auth token (default: $RAY_AUTH_TOKEN in the lab's environment)
+    resources: dict[str, float] = Field(default_factory=dict)  # custom resources each unit asks for
+    num_cpus: float = Field(1.0, gt=0)  # per unit
+    concurrent_runs: int = Field(4, ge=1, le=256)  # official runs driven at once
+
+
 class Campaign(Strict):
     name: Name
     description: str = ""
@@ -241,6 +251,7 @@ class Campaign(Strict):
     n_researchers: int | None = Field(None, ge=1, le=64)  # default: len(researchers), else 9
     researchers: list[ResearcherSpec] = Field(default_factory=list)
     report_top_k: int = Field(5, ge=1)  # the report confirms the k best by public PGR on private
+    ray: RaySettings | None = None  # `aar lab run --ray HOST:PORT`: official runs on Ray
 
     @field_validator("researchers")
     @classmethod

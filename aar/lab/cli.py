@@ -109,8 +109,13 @@ def run_cmd(
     set_: list[str] = typer.Option(
         [], "--set", help="Override a field, e.g. --set defaults.base_url=http://127.0.0.1:9000 (repeatable)."
     ),
+    ray: str = typer.Option(
+        None, "--ray", help="Official-run units on the Ray cluster at HOST:PORT (the campaign's ray.address)."
+    ),
 ) -> None:
     """Run a campaign (or resume a killed one: run it again on the same folder)."""
+    if ray:
+        set_ = [*set_, f"ray.address={ray}"]
     result = run_campaign(target, out=out, minutes=minutes, researchers=researchers, overrides=set_)
     print_outcome(result)
     if result.stop_reason == "interrupted":

@@ -99,7 +99,10 @@ def serve_cmd(
     uds: Path = typer.Option(None, "--uds", help="Serve on this Unix socket (for sandboxed researchers)."),
     port_file: Path = typer.Option(None, "--port-file", help="Write the bound TCP port here once listening."),
     workers: int = typer.Option(None, "--run-workers", help="Concurrent official runs."),
-    executor: str = typer.Option(None, "--executor", help="local (default) or none (queue only)."),
+    executor: str = typer.Option(None, "--executor", help="local (default), none (queue only) or ray."),
+    ray: str = typer.Option(
+        None, "--ray", help='Ray executor options: HOST:PORT or JSON ({"address": ..., "resources": ...}).'
+    ),
     log_level: str = typer.Option("warning", "--log-level"),
 ) -> None:
     """Serve the API (/api/v1) and the dashboard until interrupted: on TCP, a Unix socket, or both."""
@@ -110,7 +113,11 @@ def serve_cmd(
     from aar.referee.datadir import DataDirError
     from aar.referee.listen import bind_sockets
 
-    config = RefereeConfig.load(data, db_url=db, run_workers=workers, executor=executor)
+    ray_options = None
+    if ray:
+        ray_options = json.loads(ray) if ray.lstrip().startswith("{") else {"address": ray}
+        executor = executor or "ray"
+    config = RefereeConfig.load(data, db_url=db, run_workers=workers, executor=executor, ray=ray_options)
     try:
         application = create_app(config)
     except DataDirError as exc:

@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,8 +76,9 @@ class LocalCluster:
         return f"{self.host}:{self.port}"
 
     def _start(self, name: str, args: list[str], num_cpus: int, resources: dict | None, memory: int | None):
-        temp = self.root / name
-        temp.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True)
+        # short: Ray's Unix sockets live under it (AF_UNIX paths are at most 107 bytes)
+        temp = Path(tempfile.mkdtemp(prefix=f"aar-ray-{name}-"))
         log = self.root / f"{name}.log"
         ports = [free_port() for _ in range(7)]
         cmd = [
@@ -143,6 +146,7 @@ class LocalCluster:
     def stop(self) -> None:
         for node in reversed(self.nodes):
             node.kill()
+            shutil.rmtree(node.temp_dir, ignore_errors=True)
         self.nodes.clear()
 
 
