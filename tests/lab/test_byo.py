@@ -105,3 +105,27 @@ def test_missing_task_file_and_built_in_name(tmp_path: Path) -> None:
     (tmp_path / "a.jsonl").write_text(_rows())
     with pytest.raises(CampaignError, match="'navigate' is a built-in task"):
         load(_campaign(tmp_path, [{"name": "navigate", "path": "a.jsonl"}], home="navigate", held_out=[]))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_byo_campaign_runs_end_to_end(tmp_path: Path) -> None:
+    """campaigns/byo.yaml (slow: ~4 min warm): the referee prepares the file's task by name, official runs
+    are scored on it, and the report's leaderboard shows them (the held-out navigate beside them)."""
+    from tests.lab.minilab import run_lab
+
+    out = tmp_path / "byo"
+    r = run_lab(
+        [str(BYO), "--minutes", "1.5", "--out", str(out), "--set", "referee.drain_minutes=4"], timeout=1200
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "official leaderboard (home task: critics)" in r.stdout
+    snapshot = json.loads((out / "snapshot.json").read_text())
+    assert snapshot["home_task"] == "critics" and snapshot["held_out_tasks"] == ["navigate"]
+    official = [run for run in snapshot["runs"] if run["status"] == "done" and not run["baseline"]]
+    assert official and all(run["task"] == "critics" for run in official)
+    home = official[0]["results"]["critics"]
+    assert home["role"] == "home" and home["private"]["n_items"] > 300
+    manifest = json.loads((out / "data" / "manifest.json").read_text())
+    assert manifest["task_files"][0]["name"] == "critics"
+    assert "`critics`" in (out / "report.md").read_text()
