@@ -32,7 +32,17 @@ from aar.referee.datadir import DataStore
 from aar.referee.db import Agent, Database, Flag, Run, RunPrediction, utcnow
 from aar.referee.errors import ApiError
 from aar.referee.scoring import today
-from aar.referee.units import Key, Unit, done_units, load_untrusted_npy, make_readable, pack_code, record_unit
+from aar.referee.units import (
+    Key,
+    Unit,
+    done_units,
+    load_untrusted_npy,
+    make_readable,
+    pack_code,
+    plan_units,
+    record_unit,
+    stack_units,
+)
 from aar.w2s.idea_runner import save_context
 from aar.w2s.methods import IdeaError
 
@@ -256,9 +266,7 @@ class RunService:
                     if not self._await_task(run_id, todo[0]):
                         todo.pop(0)  # refused or failed while being prepared: not an official task any more
                     continue
-                keys = [(t, s, "") for t in batch for s in range(seeds)]
-                if rerun and home in batch:
-                    keys.append((home, 0, "rerun"))
+                keys = plan_units(batch, seeds, rerun_of=home if rerun and home in batch else None)
                 outcome = self._run_units(run_id, code, idea_path, keys, done, sandbox_log)
                 if outcome is not None:
                     info = outcome
@@ -273,8 +281,7 @@ class RunService:
                     else:
                         self._fail(run_id, agent_id, info, sandbox_log)
                     return
-                for t in batch:
-                    preds[t] = np.stack([done[(t, s, "")][0] for s in range(seeds)])
+                preds.update(stack_units(done, batch, seeds))
                 todo = [t for t in todo if t not in batch]
             tasks = [t for t in tasks if t in preds]
             determinism = None
@@ -707,12 +714,12 @@ class RunService:
         from aar.w2s.methods import resolve_method, validate_predictions
 
         fn = resolve_method(method)
-        preds = {}
-        for task in tasks:
+        done: dict[Key, tuple[np.ndarray, dict]] = {}
+        for task, seed, _tag in plan_units(tasks, self.config.seeds):  # the runs' units, run in process
             td = self.data.task(task)
-            rows = [fn(td.context("final", seed)) for seed in range(self.config.seeds)]
-            preds[task] = np.stack([validate_predictions(row, td.ids["final"]) for row in rows])
-        return preds
+            row = validate_predictions(fn(td.context("final", seed)), td.ids["final"])
+            done[(task, seed, "")] = (np.asarray(row, dtype=np.float64), {})
+        return stack_units(done, tasks, self.config.seeds)
 
     def _baseline_results(self, method: str, preds: dict[str, np.ndarray]) -> dict:
         """Scores per task and part, compared with vanilla (vanilla itself with nothing)."""

@@ -48,6 +48,20 @@ class RunUnit(Base):
 Key = tuple[str, int, str]  # (task, seed, tag)
 
 
+def plan_units(tasks: list[str], seeds: int, rerun_of: str | None = None) -> list[Key]:
+    """The units of a run (or of a built-in baseline, run in process) on ``tasks``: each task x seed,
+    task by task, and the determinism re-run of seed 0 on ``rerun_of``."""
+    keys = [(t, s, "") for t in tasks for s in range(seeds)]
+    return keys + ([(rerun_of, 0, "rerun")] if rerun_of is not None else [])
+
+
+def stack_units(
+    done: dict[Key, tuple[np.ndarray, dict]], tasks: list[str], seeds: int
+) -> dict[str, np.ndarray]:
+    """Per task, the units' predictions as one row per seed (what the referee scores)."""
+    return {t: np.stack([done[(t, s, "")][0] for s in range(seeds)]) for t in tasks}
+
+
 @dataclass(frozen=True)
 class Unit:
     """What a worker needs to run one unit: no label, no path into the referee's data dir."""
