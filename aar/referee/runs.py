@@ -290,7 +290,7 @@ class RunService:
                 determinism = (
                     float("nan") if again is None else float(np.abs(again[0] - preds[home][0]).max())
                 )
-            self._finish(run_id, agent_id, home, tasks, preds, determinism, sandbox_log)
+            self._finish(run_id, agent_id, home, tasks, preds, determinism, sandbox_log, attempts)
         except _Stopping:  # the referee is stopping: the run stays in flight, re-queued at the next start
             log.info("official run %s left in flight: the referee is stopping", run_id)
         except Exception as exc:  # a referee-side problem (disk, git): record it, keep serving
@@ -398,8 +398,10 @@ class RunService:
         preds: dict[str, np.ndarray],
         determinism: float | None,
         sandbox_log: list[dict],
+        attempt: int,
     ) -> None:
-        """Score and record a run whose units are all done: once (a run no longer in flight is left)."""
+        """Score and record a run whose units are all done, once: a run no longer in flight, or claimed
+        again since this attempt began (a referee that restarted while this one still ran), is left."""
         results = {t: release.score_parts(self.data.task(t), preds[t], self.vanilla(t)) for t in tasks}
         findings = integrity.run_findings(
             results,
@@ -412,7 +414,8 @@ class RunService:
         backend = sandbox_log[0].get("backend") if sandbox_log else None
         with self.db.write() as session:
             run = session.get(Run, run_id)
-            if run.status not in IN_FLIGHT:  # finished by another coordinator: never scored twice
+            if run.status not in IN_FLIGHT or run.attempts != attempt:  # another attempt owns it
+                log.info("official run %s: attempt %s superseded, not scored again", run_id, attempt)
                 return
             run.status = "done"
             run.results = results

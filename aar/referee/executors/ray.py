@@ -11,7 +11,8 @@ Options (the config's ``ray`` dict, the campaign's ``ray:``): ``address`` (``hos
 ``token`` or ``token_file`` (Ray's token auth; ``RAY_AUTH_TOKEN`` in the environment works too),
 ``resources`` (custom resources per unit), ``num_cpus`` (per unit, default 1), ``memory_bytes`` (per
 unit; default the sandbox's memory limit), ``max_retries`` (default 3), ``concurrent_runs`` (runs
-driven at once, default 4). Ray is imported here only, so only when this executor is chosen.
+driven at once, default 4). Ray is imported here only, so only when this executor is chosen; it
+reads its token once per process, when first imported (one referee process talks to one cluster).
 """
 
 from __future__ import annotations
