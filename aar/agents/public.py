@@ -89,7 +89,7 @@ def prepare_public(source: Path, dest: Path, *, log=lambda *_a: None) -> list[st
         student = text_student(card)
         if student is not None:  # a text tier (LoRA): the student reads texts, there are no features
             train_x, dev_x = np.zeros((len(train), 0)), np.zeros((len(dev), 0))
-            c = float(card.get("protocol_c", 1.0))
+            c = float("nan")  # no feature head on a text tier (the card's NaN reads back as null)
             (out / STUDENT_FILE).write_text(json.dumps(student))
             os.chmod(out / STUDENT_FILE, 0o644)
         else:

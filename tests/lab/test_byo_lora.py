@@ -45,7 +45,7 @@ def test_a_byo_campaign_runs_end_to_end_on_the_lora_tier(tmp_path: Path, tiny_lm
             "models": {"weak": tiny_lm, "strong": tiny_lm},
         },
         "referee": {"seeds": 1, "port": 0, "drain_minutes": 5, "baselines": ["vanilla", "soft"]},
-        "defaults": {"backend": "scripted", "budget": {"minutes": 1.5}},
+        "defaults": {"backend": "scripted", "budget": {"minutes": 3}},
         "researchers": [{"name": "prior", "direction": "Unsupervised elicitation of the strong prior."}],
     }
     path = tmp_path / "byo-lora.yaml"
