@@ -52,3 +52,56 @@ def test_mini_campaign_on_a_two_node_ray_cluster(tmp_path: Path) -> None:
     finished = [json.loads(d)["run_id"] for (d,) in finishes]
     assert len(finished) == len(set(finished))  # no run scored twice
     assert {i for i, _ in done} <= set(finished)
+    # the same leaderboard with the local executor: every official run replayed on a fresh database
+    assert replay_locally(folder, tmp_path, [i for i, _ in done]) == {
+        i: json.loads(res)
+        for i, res in db_rows(folder, "select id, results from runs where status = 'done'")
+        if i in dict(done)
+    }
+
+
+def replay_locally(folder: Path, tmp_path: Path, run_ids: list[int]) -> dict[int, dict]:
+    """The campaign's runs (same commits, same ideas) run again by a referee with the local executor on
+    the campaign's data dir and a new database, with its baselines scored afresh; exact results by id."""
+    from sqlalchemy import select
+
+    from aar.referee import executors
+    from aar.referee.app import Referee
+    from aar.referee.auth import add_agent
+    from aar.referee.config import RefereeConfig
+    from aar.referee.db import Agent, Run
+    from aar.referee.scoring import today
+    from tests.lab.minilab import wait_for
+
+    cfg = RefereeConfig.load(folder / "data", db_url=f"sqlite:///{tmp_path / 'replay.db'}", executor="local")
+    ref = Referee.build(cfg)
+    ref.runs.ensure_baselines(cfg.baseline_methods)
+    add_agent(ref.db, "replay")
+    rows = db_rows(
+        folder, f'select id, "commit", idea_path, task from runs where id in ({",".join(map(str, run_ids))})'
+    )
+    pairs = {}
+    with ref.db.write() as s:
+        agent = s.scalar(select(Agent.id).where(Agent.name == "replay"))
+        for old_id, commit, idea_path, task in rows:
+            run = Run(
+                agent_id=agent, commit=commit, idea_path=idea_path, task=task, seeds=cfg.seeds, day=today()
+            )
+            s.add(run)
+            s.flush()
+            pairs[run.id] = old_id
+    ex = executors.build("local", ref.runs, cfg)
+    ref.runs.executor = ex
+    try:
+        ex.submit(0)
+
+        def all_done() -> bool:
+            with ref.db.read() as s:
+                return all(s.get(Run, i).status in ("done", "failed") for i in pairs)
+
+        wait_for(all_done, 900, "the replayed runs")
+        with ref.db.read() as s:
+            return {pairs[i]: s.get(Run, i).results for i in pairs}
+    finally:
+        ex.shutdown()
+        ref.db.dispose()
