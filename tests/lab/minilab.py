@@ -73,10 +73,15 @@ def as_background_job(argv: list[str]) -> list[str]:
 
 
 def start_lab(
-    campaign: Path, folder: Path, *, background_job: bool = False, env: dict[str, str] | None = None
+    campaign: Path,
+    folder: Path,
+    *,
+    background_job: bool = False,
+    env: dict[str, str] | None = None,
+    extra: list[str] | None = None,
 ) -> tuple[subprocess.Popen, httpx.Client]:
     """`aar lab run` in the background; returns once its referee answers, with an admin client."""
-    argv = [*AAR, "lab", "run", str(campaign), "--out", str(folder)]
+    argv = [*AAR, "lab", "run", str(campaign), "--out", str(folder), *(extra or [])]
     lab = subprocess.Popen(
         as_background_job(argv) if background_job else argv,
         stdout=subprocess.PIPE,

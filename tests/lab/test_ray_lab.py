@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from aar.lab.campaign import load
 from aar.lab.cli import CAMPAIGNS
 from aar.referee.executors.ray_cluster import LocalCluster, ray_env
-from tests.lab.minilab import db_rows, run_lab, write_campaign
+from tests.lab.minilab import db_rows, start_lab, wait_for, write_campaign
 
 
 def test_the_switch_parses_into_the_campaign() -> None:
@@ -24,30 +23,41 @@ def test_the_switch_parses_into_the_campaign() -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="pip install -e '.[ray]'")
-def test_mini_campaign_on_a_two_node_ray_cluster(tmp_path: Path) -> None:
+def test_mini_campaign_on_a_two_node_ray_cluster_with_a_node_killed(tmp_path: Path) -> None:
     cluster = LocalCluster(tmp_path / "ray")
     try:
         cluster.start_head(num_cpus=1)
         cluster.start_worker("w1", num_cpus=1, resources={"aar_unit": 1})
         cluster.wait_nodes(2)
         folder = tmp_path / "mini"
-        args = [str(write_campaign(tmp_path / "mini.yaml", minutes=0.5)), "--out", str(folder)]
-        args += ["--ray", cluster.address, "--set", "ray.resources={aar_unit: 1}"]
-        old = dict(os.environ)
-        os.environ.update(ray_env(cluster.token))  # the lab's referee reads the token from its environment
+        campaign = write_campaign(tmp_path / "mini.yaml", minutes=1.0)
+        switch = ["--ray", cluster.address, "--set", "ray.resources={aar_unit: 1}"]
+        # the lab's referee reads Ray's token from its environment
+        lab, http = start_lab(campaign, folder, env=ray_env(cluster.token), extra=switch)
         try:
-            r = run_lab(args, timeout=900)
+
+            def one_done() -> bool:
+                return any(r["status"] == "done" for r in http.get("/runs").json() if not r["baseline"])
+
+            wait_for(one_done, 600, "a first official run on Ray")
+            (w1,) = cluster.nodes[1:]
+            w1.kill()  # the worker node dies mid-campaign
+            cluster.nodes.remove(w1)
+            cluster.start_worker("w2", num_cpus=1, resources={"aar_unit": 1})
+            out, err = lab.communicate(timeout=900)
+            assert lab.returncode == 0, err[-3000:]
         finally:
-            os.environ.clear()
-            os.environ.update(old)
-        assert r.returncode == 0, r.stderr[-3000:]
+            if lab.poll() is None:
+                lab.kill()
     finally:
         cluster.stop()
+    queued = db_rows(folder, "select id, status from runs where is_baseline = 0")
+    assert queued and all(status in ("done", "failed") for _, status in queued)  # none lost in flight
     runs = db_rows(folder, "select id, status, sandbox from runs where is_baseline = 0")
     done = [(i, json.loads(sb)) for i, status, sb in runs if status == "done"]
     assert done, runs
     nodes = {call.get("ray_node") for _, sb in done for call in sb["calls"]}
-    assert len(nodes) == 1 and None not in nodes  # every unit ran on the one node with aar_unit
+    assert 1 <= len(nodes) <= 2 and None not in nodes  # every unit ran on a node with aar_unit (w1, w2)
     finishes = db_rows(folder, "select detail from audit_log where action = 'runs.finish'")
     finished = [json.loads(d)["run_id"] for (d,) in finishes]
     assert len(finished) == len(set(finished))  # no run scored twice
