@@ -41,8 +41,7 @@ def test_mini_campaign_on_a_two_node_ray_cluster_with_a_node_killed(tmp_path: Pa
 
             wait_for(one_done, 600, "a first official run on Ray")
             (w1,) = cluster.nodes[1:]
-            w1.kill()  # the worker node dies mid-campaign
-            cluster.nodes.remove(w1)
+            cluster.kill_node(w1)  # the worker node dies mid-campaign
             cluster.start_worker("w2", num_cpus=1, resources={"aar_unit": 1})
             out, err = lab.communicate(timeout=900)
             assert lab.returncode == 0, err[-3000:]

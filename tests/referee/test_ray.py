@@ -114,8 +114,7 @@ def test_worker_node_killed_mid_run(cluster, make_env, tmp_path):
     wait_until(lambda: recorded() >= 1, 300, what="a first unit")
     first = worker_nodes()
     (w1,) = [n for n in cluster.nodes if n.name == "w1"]
-    w1.kill()  # the worker node dies mid-run (raylet and workers, SIGKILL)
-    cluster.nodes.remove(w1)
+    cluster.kill_node(w1)  # the worker node dies mid-run (raylet and workers, SIGKILL)
     time.sleep(2)
     cluster.start_worker("w2", num_cpus=1, resources=RESOURCE)  # a new node: Ray retries the lost units there
     run = finished(env, run_id, h, timeout=500)

@@ -143,6 +143,12 @@ class LocalCluster:
             time.sleep(1.0)
         raise TimeoutError(f"{count} ray nodes not alive after {timeout:.0f} s")
 
+    def kill_node(self, node: RayNode) -> None:
+        """SIGKILL one node's process group (a dead node, as when its host fails) and forget it."""
+        node.kill()
+        self.nodes.remove(node)
+        shutil.rmtree(node.temp_dir, ignore_errors=True)
+
     def stop(self) -> None:
         for node in reversed(self.nodes):
             node.kill()
