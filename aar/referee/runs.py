@@ -429,28 +429,10 @@ class RunService:
             if run.released is None:  # not already released while the run waited for a task
                 run.released = self._release(session, run_id, preds)
             for kind, evidence in findings:
-                integrity.open_flag(
-                    session,
-                    kind=kind,
-                    subject_type="run",
-                    subject_id=run_id,
-                    agent_id=agent_id,
-                    task=evidence.get("task"),
-                    evidence=evidence,
-                )
+                _flag_run(session, kind, run_id, agent_id, evidence.get("task"), evidence)
             if backend is not None and backend != "bubblewrap":
-                integrity.open_flag(
-                    session,
-                    kind="not_sandboxed",
-                    subject_type="run",
-                    subject_id=run_id,
-                    agent_id=agent_id,
-                    task=None,
-                    evidence={
-                        "backend": backend,
-                        "why": "bubblewrap unavailable: the score is not tamper-proof",
-                    },
-                )
+                why = "bubblewrap unavailable: the score is not tamper-proof"
+                _flag_run(session, "not_sandboxed", run_id, agent_id, None, {"backend": backend, "why": why})
             audit.record(
                 session,
                 agent_id=None,
@@ -573,18 +555,8 @@ class RunService:
             run.finished_at = utcnow()
             if flag:
                 kind = "sandbox_violation" if violations or info.get("timed_out") else "run_failed"
-                integrity.open_flag(
-                    session,
-                    kind=kind,
-                    subject_type="run",
-                    subject_id=run_id,
-                    agent_id=agent_id,
-                    task=info.get("task"),
-                    evidence={
-                        k: info.get(k)
-                        for k in ("task", "seed", "returncode", "timed_out", "violations", "stderr_tail")
-                    },
-                )
+                keys = ("task", "seed", "returncode", "timed_out", "violations", "stderr_tail")
+                _flag_run(session, kind, run_id, agent_id, info.get("task"), {k: info.get(k) for k in keys})
             audit.record(
                 session,
                 agent_id=None,
@@ -730,6 +702,14 @@ class RunService:
             t: release.score_parts(self.data.task(t), p, None if method == "vanilla" else self.vanilla(t))
             for t, p in preds.items()
         }
+
+
+def _flag_run(session, kind: str, run_id: int, agent_id: int, task: str | None, evidence: dict) -> None:  # noqa: ANN001
+    """Open a review item on an official run, charged to the idea's author."""
+    integrity.open_flag(
+        session, kind=kind, subject_type="run", subject_id=run_id, agent_id=agent_id, task=task,
+        evidence=evidence,
+    )
 
 
 class _Stopping(Exception):
