@@ -111,6 +111,9 @@ def run_cmd(
         15.0, "--exit-grace", help="Exit at once if still running this long after being told to stop (s)."
     ),
     log_level: str = typer.Option("info", "--log-level"),
+    gpus: bool = typer.Option(
+        False, "--gpus", help="Bind the GPU device nodes into the researcher's sandbox (e.g. the lora tier)."
+    ),
 ) -> None:
     """Run a researcher until a budget is spent; resumes from its transcript if it was stopped.
 
@@ -118,6 +121,7 @@ def run_cmd(
     researcher when its referee has gone away; either way the transcript gets its session_end."""
     from aar.agents.budget import Watchdog
     from aar.agents.factory import Settings
+    from aar.agents.home import Limits as SandboxLimits
 
     _logging(log_level)
     settings = Settings(
@@ -138,6 +142,7 @@ def run_cmd(
         public=public,
         seed=seed,
         user=user,
+        sandbox_limits=SandboxLimits(gpus=gpus),
     )
     watchdog = Watchdog(
         referee=referee, referee_grace=referee_grace, deadline_grace=deadline_grace, exit_grace=exit_grace

@@ -66,6 +66,9 @@ class Limits:
     memory_bytes: int = 4 << 30
     max_processes: int = 256
     max_file_bytes: int = 1 << 30
+    # the GPU device nodes bound in and no address-space limit (CUDA reserves a large one), e.g. for
+    # local runs on the LoRA tier; still no network, no labels, memory still bounded
+    gpus: bool = False
 
 
 @dataclass
@@ -183,6 +186,7 @@ class AgentHome:
             memory_bytes=lim.memory_bytes,
             max_processes=lim.max_processes,
             max_file_bytes=lim.max_file_bytes,
+            gpus=lim.gpus,
             wall_timeout=lim.timeout if timeout is None else timeout,
             env=self.env(),
         )

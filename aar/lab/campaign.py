@@ -208,6 +208,7 @@ class ResearcherDefaults(Strict):
     model: str | None = None
     base_url: str | None = None
     budget: Budget = Field(default_factory=lambda: Budget(minutes=60))
+    gpus: bool = False  # the GPU device nodes in each researcher's sandbox (local runs on the lora tier)
 
 
 class ResearcherSpec(Strict):
@@ -218,6 +219,7 @@ class ResearcherSpec(Strict):
     base_url: str | None = None
     seed: int | None = None
     budget: Budget | None = None
+    gpus: bool | None = None
 
 
 class Researcher(Strict):
@@ -230,6 +232,7 @@ class Researcher(Strict):
     base_url: str | None
     seed: int
     budget: Budget
+    gpus: bool = False
 
 
 class RaySettings(Strict):
@@ -288,6 +291,7 @@ class Campaign(Strict):
                     base_url=spec.base_url or self.defaults.base_url,
                     seed=spec.seed if spec.seed is not None else i,
                     budget=Budget(**base),
+                    gpus=spec.gpus if spec.gpus is not None else self.defaults.gpus,
                 )
             )
         return out

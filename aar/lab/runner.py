@@ -265,7 +265,7 @@ class Lab:
         args = ["agent", "run", "--referee", str(self.dir.socket), "--backend", s.backend]
         args += ["--direction", s.direction, "--seed", str(s.seed)]
         args += ["--workspace", str(self.dir.home(s.name)), "--public", str(self.dir.public)]
-        args += ["--log-level", "info"]
+        args += ["--log-level", "info"] + (["--gpus"] if s.gpus else [])
         for flag, value in (
             ("--model", s.model),
             ("--base-url", s.base_url),
