@@ -16,7 +16,7 @@ import socket
 import threading
 from pathlib import Path
 
-from aar.referee.peer import peer_uid
+from aar.sandbox.peercred import peer_uid
 
 CHUNK = 64 * 1024
 

@@ -12,22 +12,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import socket
-import struct
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from aar.sandbox.peercred import peer_uid
+
 PEER_UID = "aar.peer_uid"
-_UCRED = struct.Struct("3i")  # pid, uid, gid
-
-
-def peer_uid(sock: socket.socket | None) -> int | None:
-    """The uid of the process at the other end of a Unix socket, None for anything else."""
-    if sock is None or sock.family != socket.AF_UNIX:
-        return None
-    _pid, uid, _gid = _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
-    return uid
-
-
 def no_delay(sock: socket.socket | None) -> None:
     """Switch Nagle's algorithm off on a TCP connection.
 
