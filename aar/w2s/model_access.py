@@ -9,11 +9,14 @@ converted once here, on the host, never inside a run.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 
+@functools.cache
 def readable_model_dir(model: str) -> Path | None:
-    """The folder ``from_pretrained`` reads ``model`` from (``None`` for a hub id: not bindable), made
+    """Once per process (every unit of every official run asks; the walk and chmod need doing once):
+    the folder ``from_pretrained`` reads ``model`` from (``None`` for a hub id: not bindable), made
     world-readable when it is aar's own converted copy (weights only); a user's own folder must already
     be readable by the sandbox's uid."""
     from aar.w2s.models import causal_lm_source
