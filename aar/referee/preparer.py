@@ -15,6 +15,7 @@ Progress (``snapshot``) is what the admin route ``/admin/preparation`` and the l
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -44,6 +45,22 @@ class Preparation:
     started: float | None = None
     eta_seconds: float | None = None
     reason: str | None = None
+
+
+BACKGROUND_NICE = 10
+
+
+def _lower_priority() -> None:
+    """Run this thread (and the extraction workers it starts, which inherit it) 10 nice levels lower.
+
+    First result first means the researchers' official runs go before the background: on two cores the
+    held-out task's extraction at equal priority took about half the CPU from the first official run.
+    Linux sets nice per thread; elsewhere this does nothing (the background then shares the CPU)."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + BACKGROUND_NICE))
+    except (AttributeError, OSError):  # not Linux, or not allowed: slower, never wrong
+        pass
 
 
 class TaskPreparer:
@@ -92,6 +109,7 @@ class TaskPreparer:
             p.eta_seconds = (total - done) * elapsed / done if done and elapsed > 0 else None
 
     def _work(self) -> None:
+        _lower_priority()
         if not self.stopped.is_set():
             self.then(None)  # a task stored by an earlier referee that stopped before extending its baselines
         manifest = self.data.manifest

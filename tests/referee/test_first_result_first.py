@@ -187,3 +187,29 @@ def test_a_held_out_task_refused_in_the_background_is_dropped(tmp_path, fresh_db
         assert prep[0]["state"] == "refused" and "majority-class rate" in prep[0]["reason"]
     store = DataStore(data)
     assert store.refused("coin_labels") and store.official_tasks() == [HOME] and not store.pending()
+
+
+def test_background_preparation_runs_at_lower_priority_and_its_workers_inherit_it():
+    """The referee's background thread gives way to official runs: it and the extraction workers it
+    starts (threads inherit the nice value on Linux) run 10 nice levels below the serving threads."""
+    import os
+
+    seen: dict[str, int] = {}
+
+    def worker() -> None:
+        seen["worker"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def background() -> None:
+        preparer._lower_priority()
+        seen["background"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        t = threading.Thread(target=worker)
+        t.start()
+        t.join()
+
+    main = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    t = threading.Thread(target=background)
+    t.start()
+    t.join()
+    assert seen["background"] == min(19, main + preparer.BACKGROUND_NICE)
+    assert seen["worker"] == seen["background"]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main  # the caller is untouched
