@@ -106,7 +106,8 @@ def run_cmd(
     fast: bool = typer.Option(False, "--fast", help="Use the fast model tier (same as --tier fast)."),
     tier: str = typer.Option(
         "default",
-        help="Tier: default, fast, published (SmolLM2 -> gemma-3 features) or lora (both LoRA-fine-tuned).",
+        help="Tier: default, fast, bf16 (mpnet in bfloat16), published (SmolLM2 -> gemma-3 features) "
+        "or lora (both LoRA-fine-tuned).",
     ),
     split: str = typer.Option("final", help="Score on 'final' (default) or 'dev'."),
     max_rows: int = typer.Option(None, help="Use a deterministic subset of this many rows."),

@@ -9,12 +9,17 @@ both alike; each path's best round is reported, with the ratio, and the min cosi
 between aar's vectors and the plain loop's (sentence-transformers models end in a normalisation
 layer, so only the direction is compared).
 
+A lower-precision model (``fp32_of`` set: mpnet-bf16) is timed against its fp32 model's plain loop
+and, in the same interleaved rounds, against its fp32 model's aar path (the exact tier's runtime); its
+cosine to both fp32 outputs is reported as mean and min over all texts.
+
 "Where the time goes" (--profile) splits aar's path: tokenizing, padded vs real tokens of both
 paths, ONNX Runtime's time per operator type, pooling.
 
     .venv/bin/python bench/features.py                          # minilm-l3, minilm-l6, mpnet
     .venv/bin/python bench/features.py --models mpnet --profile --export-cold
     .venv/bin/python bench/features.py --models gemma3 --n 128   # torch models: no ONNX path
+    .venv/bin/python bench/features.py --models mpnet-bf16 --n 800 --json bench/results/bf16_features.json
 """
 
 from __future__ import annotations
@@ -96,8 +101,12 @@ def plain_encoder(name: str, batch_size: int):
     return encode
 
 
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
 def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
-    return float(((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))).min())
+    return float(cosines(a, b).min())
 
 
 def interleaved(paths: dict, texts: list[str], rounds: int) -> tuple[dict[str, float], dict[str, np.ndarray]]:
@@ -198,11 +207,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the best of each counts")
     parser.add_argument("--profile", action="store_true", help="also show where aar's path spends time")
     parser.add_argument("--export-cold", action="store_true", help="also time a cold ONNX export")
+    parser.add_argument("--json", default=None, help="also write the rows (and the conditions) here")
     args = parser.parse_args()
     rows = load_task(args.task).rows
     texts = [r.text for r in rows[: args.n]]
     console = Console(width=200)  # a file or pipe gets whole columns
     lengths = [len(t) for t in texts]
+    load_start = list(os.getloadavg())
     console.print(
         f"{len(texts)} texts from {args.task}: {np.mean(lengths):.0f} chars mean, "
         f"{np.percentile(lengths, 95):.0f} p95; {M._threads()} threads; load average "
@@ -214,40 +225,84 @@ def main() -> None:
     columns = [
         "model",
         "aar runtime",
-        "plain loop",
+        "plain loop (fp32)",
         "aar",
         "speed-up",
         "min cosine(aar, fp32 plain)",
+        "mean cosine(aar, fp32 plain)",
+        "fp32 aar",
+        "vs fp32 aar",
+        "cosine(aar, fp32 aar) mean / min",
         "aar load s",
     ]
     if args.export_cold:
         columns.append("export s (cold)")
     for col in columns:
         table.add_column(col)
+    records = []
     for name in args.models.split(","):
         spec = M.get_model(name)
         start = time.perf_counter()
         ours = M.load_encoder(name)
         load_s = time.perf_counter() - start
-        plain = plain_encoder(name, spec.batch_size)
-        ours(texts[:8], None)
-        plain(texts[:8])
-        rates, outputs = interleaved(
-            {"plain": plain, "aar": lambda t, enc=ours: enc(t, None)}, texts, args.rounds
-        )
+        # a lower-precision model's reference is its fp32 model: that model's plain loop and aar path
+        reference = spec.fp32_of or name
+        plain = plain_encoder(reference, M.get_model(reference).batch_size)
+        paths = {"plain": plain, "aar": lambda t, enc=ours: enc(t, None)}
+        if spec.fp32_of:
+            paths["fp32 aar"] = lambda t, enc=M.load_encoder(spec.fp32_of): enc(t, None)
+        for fn in paths.values():
+            fn(texts[:8])
+        rates, outputs = interleaved(paths, texts, args.rounds)
+        to_plain = cosines(outputs["aar"], outputs["plain"])
+        record = {
+            "model": name,
+            "runtime": spec.runtime,
+            "reference": reference,
+            "texts_per_s": {k: round(v, 2) for k, v in rates.items()},
+            "speedup_vs_plain": round(rates["aar"] / rates["plain"], 3),
+            "cosine_to_fp32_plain": {"mean": float(to_plain.mean()), "min": float(to_plain.min())},
+            "load_s": round(load_s, 2),
+        }
         row = [
             name,
-            spec.runtime.split(";")[-1],
+            spec.runtime.split(";")[-1] if not spec.fp32_of else spec.runtime.split(";")[0] + " bf16",
             f"{rates['plain']:.1f}",
             f"{rates['aar']:.1f}",
             f"{rates['aar'] / rates['plain']:.2f}x",
-            f"{min_cosine(outputs['aar'], outputs['plain']):.6f}",
-            f"{load_s:.1f}",
+            f"{to_plain.min():.6f}",
+            f"{to_plain.mean():.6f}",
         ]
+        if spec.fp32_of:
+            to_exact = cosines(outputs["aar"], outputs["fp32 aar"])
+            record["speedup_vs_fp32_aar"] = round(rates["aar"] / rates["fp32 aar"], 3)
+            record["cosine_to_fp32_aar"] = {"mean": float(to_exact.mean()), "min": float(to_exact.min())}
+            row += [
+                f"{rates['fp32 aar']:.1f}",
+                f"{rates['aar'] / rates['fp32 aar']:.2f}x",
+                f"{to_exact.mean():.6f} / {to_exact.min():.6f}",
+            ]
+        else:
+            row += ["-", "-", "-"]
+        row.append(f"{load_s:.1f}")
         if args.export_cold:
             row.append(f"{export_cold(name):.1f}" if spec.kind == "sentence-transformers" else "-")
         table.add_row(*row)
+        records.append(record)
     console.print(table)
+    if args.json:
+        conditions = {
+            "texts": len(texts),
+            "task": args.task,
+            "rounds": args.rounds,
+            "threads": M._threads(),
+            "cores": os.cpu_count(),
+            "load_average_start": load_start,
+            "load_average_end": list(os.getloadavg()),
+            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        }
+        Path(args.json).write_text(json.dumps({"conditions": conditions, "rows": records}, indent=1) + "\n")
+        console.print(f"wrote {args.json}")
     if args.profile:
         for name in args.models.split(","):
             profile(name, texts, console)

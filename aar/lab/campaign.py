@@ -14,6 +14,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -99,12 +100,16 @@ class Testbed(Strict):
     held_out: list[str] = Field(default_factory=lambda: list(defaults.HELD_OUT_TASKS))
     # secondary tasks whose public part researchers see scored, like the home task's
     visible: list[str] = Field(default_factory=list)
-    # the (weak, strong) model pair and the student: frozen features + head (default, fast, published)
-    # or the LoRA-fine-tuned causal LM (lora: SmolLM2 teaches gemma-3-270m; slow on a CPU)
-    tier: Literal["default", "fast", "published", "lora"] = "default"
+    # the (weak, strong) model pair and the student: frozen features + head (default, fast, published,
+    # bf16: the default pair with mpnet in bfloat16) or the LoRA-fine-tuned causal LM (lora: SmolLM2
+    # teaches gemma-3-270m; slow on a CPU). auto: bf16 where the CPU computes bf16 natively, else
+    # default; resolved once when the campaign is loaded (the resolved name is what is recorded)
+    tier: Literal["default", "fast", "published", "lora", "bf16", "auto"] = "default"
     # the tier's models replaced by name: a packaged model, a local folder or a Hugging Face id (lora)
     models: TierModels | None = None
     max_rows: int | None = Field(None, ge=200)
+    # why ``auto`` became the tier it did (shown to the user when the lab starts); None: not auto
+    _tier_note: str | None = PrivateAttr(None)
 
     @field_validator("home")
     @classmethod
@@ -115,6 +120,18 @@ class Testbed(Strict):
     @classmethod
     def _known_tasks(cls, v: list[str], info: ValidationInfo) -> list[str]:
         return [_known_task(t, {t.name for t in info.data.get("task_files", [])}) for t in v]
+
+    @model_validator(mode="after")
+    def _resolve_auto_tier(self) -> Testbed:
+        """``auto`` -> "bf16" or "default" by this CPU's flags, once, here: everything downstream (the
+        fingerprint, the campaign copy, the referee's manifest, the report) sees the resolved name."""
+        if self.tier == "auto":
+            self.tier, self._tier_note = defaults.resolve_tier("auto")
+        return self
+
+    @property
+    def tier_note(self) -> str | None:
+        return self._tier_note
 
     @model_validator(mode="after")
     def _place_task_files(self) -> Testbed:

@@ -623,6 +623,8 @@ def _section_overview(v: View) -> str:
     took = (end - start).total_seconds() if start and end else None
     pair = list(snap.get("model_pair") or [])
     models = f"weak {_code(pair[0])} -> strong {_code(pair[1])}" if len(pair) >= 2 else "unknown"
+    if snap.get("tier"):  # the tier as run (a campaign's ``auto`` resolved), e.g. bf16
+        models += f" (tier {_code(snap['tier'])})"
     held = ", ".join(_code(t) for t in v.held_out) or "none"
     visible = ", ".join(_code(t) for t in v.visible) or "none"
     official = v.researcher_runs()

@@ -159,6 +159,8 @@ class Lab:
         self.dir.write_state(self.state)
         verb = "resuming" if resumed else "starting"
         self.console.print(f"[bold]{verb} campaign {self.campaign.name}[/bold] in {self.dir.root}")
+        if self.campaign.testbed.tier_note:  # tier: auto, resolved when the campaign was loaded
+            self.console.print(self.campaign.testbed.tier_note)
 
     def _setup_referee(self) -> None:
         from aar.referee.datadir import export_public
@@ -406,6 +408,7 @@ class Lab:
             "held_out_tasks": list(c.testbed.held_out),
             "report_top_k": c.report_top_k,
             "model_pair": list(c.testbed.model_pair),
+            "tier": c.testbed.tier,
             "stop_reason": stop_reason,
             "sessions": len(self.state.get("sessions", [])),
             "researchers": researchers,

