@@ -167,11 +167,16 @@ def demo_cmd(
     minutes: float = typer.Option(None, "--minutes", min=0.05, help="Each researcher's wall-clock budget."),
     agents: int = typer.Option(None, "--agents", min=1, max=9, help="Number of scripted researchers."),
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Campaign folder (summary.json goes here)."),
+    tier: str = typer.Option(
+        None,
+        "--tier",
+        help="Testbed tier (default: the demo's `auto`: bf16 where the CPU runs it natively, else default).",
+    ),
 ) -> None:
     """The offline demo campaign: scripted researchers, a referee, a dashboard and a report."""
     from aar.lab.cli import demo
 
-    demo(minutes, agents, out)
+    demo(minutes, agents, out, tier=tier)
 
 
 @w2s_app.command("demo")

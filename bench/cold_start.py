@@ -68,12 +68,20 @@ def first_result_seconds(data: Path, started_utc: datetime) -> dict[str, float |
     }
 
 
+def _manifest_tier(data: Path) -> str | None:
+    try:
+        return json.loads((data / "manifest.json").read_text()).get("tier")
+    except (OSError, ValueError):
+        return None
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=None, help="research minutes (default: the demo's)")
     ap.add_argument("--out", type=Path, default=None, help="keep the campaign folder here")
     ap.add_argument("--cache", type=Path, default=None, help="the empty cache dir (default: a temp dir)")
     ap.add_argument("--results", type=Path, default=Path("bench/results/cold_start.json"))
+    ap.add_argument("--tier", default=None, help="the demo's testbed tier (default: its own, auto)")
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="aar-cold-"))
     cache = args.cache or work / "cache"
@@ -82,6 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = args.out or work / "demo"
     env = dict(os.environ, AAR_CACHE=str(cache), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     cmd = [*AAR, "demo", "--out", str(out)] + (["--minutes", str(args.minutes)] if args.minutes else [])
+    cmd += ["--tier", args.tier] if args.tier else []
     started_utc = datetime.now(UTC)
     t0 = time.monotonic()
     events: list[tuple[float, str]] = []
@@ -108,6 +117,8 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "exit_code": code,
         "cache": "empty at start",
+        # the tier the demo's manifest records (``auto`` resolved), e.g. "bf16" or "default"
+        "tier": _manifest_tier(out / "data"),
         "referee_ready_seconds": ready,
         "first_official_result_seconds": first["released"],
         "first_run_finished_on_every_task_seconds": first["finished"],

@@ -195,8 +195,9 @@ def export_cmd(
     console.print(f"inspect log: {path}\n  view it with: inspect view --log-dir {path.parent}")
 
 
-def demo(minutes: float | None, agents: int | None, out: Path) -> None:
-    """The offline demo campaign; a finished earlier demo in ``out`` is kept under a new name."""
+def demo(minutes: float | None, agents: int | None, out: Path, *, tier: str | None = None) -> None:
+    """The offline demo campaign; a finished earlier demo in ``out`` is kept under a new name.
+    ``tier`` replaces the campaign's (``auto``), e.g. ``default`` for the fp32 figures on a bf16 CPU."""
     from aar.lab.layout import CampaignDir
     from aar.lab.report import write_summary
 
@@ -205,7 +206,10 @@ def demo(minutes: float | None, agents: int | None, out: Path) -> None:
         kept = out.with_name(f"{out.name}-{state.get('created_at', 'old').replace(':', '')}")
         out.rename(kept)
         console.print(f"an earlier finished demo was moved to {kept}")
-    result = run_campaign(CAMPAIGNS / "demo.yaml", out=out, minutes=minutes, researchers=agents)
+    overrides = [f"testbed.tier={tier}"] if tier else []
+    result = run_campaign(
+        CAMPAIGNS / "demo.yaml", out=out, minutes=minutes, researchers=agents, overrides=overrides
+    )
     if result.snapshot.get("runs"):
         write_summary(out / "summary.json", result.snapshot)
         console.print(f"summary: {out / 'summary.json'}")

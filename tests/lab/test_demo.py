@@ -37,3 +37,17 @@ def test_demo_beats_vanilla_with_held_out_pgr_beside_it(tmp_path: Path) -> None:
     report = (out / "report.md").read_text()
     assert "## Headline" in report and ("best confirmed run:" in report or "no run was confirmed" in report)
     assert "navigate PGR [CI]" in report  # held-out beside home
+
+
+def test_demo_tier_flag_replaces_the_campaigns_tier_and_names_the_field_when_wrong(tmp_path: Path) -> None:
+    """`aar demo --tier X` is the campaign's testbed.tier (how bench/cold_start.py measures the fp32
+    tier on a CPU where `auto` picks bf16); a wrong value is a clear error, not a traceback."""
+    r = subprocess.run(
+        [*AAR, "demo", "--tier", "nope", "--out", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode != 0
+    assert "testbed.tier" in r.stdout + r.stderr and "Traceback" not in r.stdout + r.stderr
+    assert not (tmp_path / "demo" / "data").exists()  # nothing prepared
