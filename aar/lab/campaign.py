@@ -260,6 +260,9 @@ class RaySettings(Strict):
     resources: dict[str, float] = Field(default_factory=dict)  # custom resources each unit asks for
     num_cpus: float = Field(1.0, gt=0)  # per unit
     concurrent_runs: int = Field(4, ge=1, le=256)  # official runs driven at once
+    researchers: bool = False  # researchers as Ray actors too (aar.lab.ray_researchers)
+    researcher_cpus: float = Field(1.0, gt=0)  # per researcher actor (+1 GPU where its spec says gpus)
+    researcher_resources: dict[str, float] = Field(default_factory=dict)  # custom resources per actor
 
 
 class Campaign(Strict):

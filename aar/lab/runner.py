@@ -35,6 +35,7 @@ from aar.sandbox import ensure_user
 
 log = logging.getLogger("aar.lab")
 MAX_RESTARTS = 3  # a researcher that crashes (no clean stop in its transcript) is restarted this often
+RESEARCHER_KEYS = {"researchers", "researcher_cpus", "researcher_resources"}  # the lab's, not the referee's
 
 
 def now_iso() -> str:
@@ -222,7 +223,7 @@ class Lab:
         args = ["referee", "serve", "--data", str(self.dir.data), "--uds", str(self.dir.socket)]
         args += ["--host", r.host, "--port", str(port), "--port-file", str(self.dir.port_file)]
         if self.campaign.ray is not None:  # official-run units on the Ray cluster (Ray imported there only)
-            ray = self.campaign.ray.model_dump(exclude_none=True)
+            ray = self.campaign.ray.model_dump(exclude_none=True, exclude=RESEARCHER_KEYS)
             args += ["--executor", "ray", "--ray", json.dumps(ray)]
         self.referee = procs.spawn(args, log=self.dir.logs / "referee.log", tag=self.tag)
         self._remember_pid(self.referee.pid)
@@ -284,8 +285,23 @@ class Lab:
             env[UID_BOUND_ENV] = "1"
         if self.sandbox_backend:
             env["AAR_SANDBOX_BACKEND"] = self.sandbox_backend
-        m.proc = procs.spawn(args, log=self.dir.logs / f"{s.name}.log", env=env, tag=self.tag)
-        self._remember_pid(m.proc.pid)
+        if self.campaign.ray is not None and self.campaign.ray.researchers:  # a Ray actor (imports Ray)
+            from aar.lab import ray_researchers
+
+            port = int(self.dir.port_file.read_text().strip())
+            m.proc = ray_researchers.launch(  # type: ignore[assignment]
+                self.campaign.ray.model_dump(exclude_none=True),
+                name=s.name,
+                args=args,
+                env=env,
+                referee=(self.campaign.referee.host, port),
+                log=self.dir.logs / f"{s.name}.log",
+                tag=self.tag,
+                gpus=s.gpus,
+            )
+        else:
+            m.proc = procs.spawn(args, log=self.dir.logs / f"{s.name}.log", env=env, tag=self.tag)
+            self._remember_pid(m.proc.pid)
         m.status, m.started_at, m.launched = "running", now_iso(), time.monotonic()
         self._write_member(m)
 
@@ -363,10 +379,14 @@ class Lab:
         job may have inherited it as ignored before its own handler was installed."""
         running = [m for m in self.members if m.proc is not None and m.proc.poll() is None]
         for m in running:
-            procs.terminate(m.proc)  # type: ignore[arg-type]
+            if not hasattr(m.proc, "actor"):  # a researcher on Ray (ray_researchers) is stopped below
+                procs.terminate(m.proc)  # type: ignore[arg-type]
         deadline = time.monotonic() + procs.STOP_GRACE
         for m in running:
-            procs.wait_or_kill(m.proc, max(0.0, deadline - time.monotonic()))  # type: ignore[arg-type]
+            if hasattr(m.proc, "actor"):  # its actor stops it (SIGTERM, then SIGKILL) and then ends
+                m.proc.stop(max(0.0, deadline - time.monotonic()))  # type: ignore[union-attr]
+            else:
+                procs.wait_or_kill(m.proc, max(0.0, deadline - time.monotonic()))  # type: ignore[arg-type]
             m.account = researcher_account(self.dir.transcript(m.spec.name))
             m.status, m.stop_reason, m.proc = "stopped", m.account.get("last_stop") or "interrupted", None
             self._write_member(m)

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from aar.lab.campaign import load
 from aar.lab.cli import CAMPAIGNS
+from aar.lab.runner import RESEARCHER_KEYS
 from aar.referee.executors.ray_cluster import LocalCluster, ray_env
 from tests.lab.minilab import db_rows, start_lab, wait_for, write_campaign
 
@@ -19,6 +23,19 @@ def test_the_switch_parses_into_the_campaign() -> None:
     assert load(CAMPAIGNS / "demo.yaml").ray is None  # default: local, no Ray
     c = load(CAMPAIGNS / "demo.yaml", ["ray.address=10.0.0.5:6379", "ray.resources={aar_unit: 1}"])
     assert c.ray is not None and c.ray.address == "10.0.0.5:6379" and c.ray.resources == {"aar_unit": 1.0}
+
+
+def test_researchers_on_ray_are_opt_in_and_import_no_ray() -> None:
+    c = load(
+        CAMPAIGNS / "demo.yaml",
+        ["ray.address=h:1", "ray.researchers=true", "ray.researcher_resources={r: 1}"],
+    )
+    assert c.ray is not None and c.ray.researchers and c.ray.researcher_resources == {"r": 1.0}
+    assert load(CAMPAIGNS / "demo.yaml", ["ray.address=h:1"]).ray.researchers is False  # type: ignore[union-attr]
+    # the referee gets only its own options; the lab's modules import Ray only when a researcher goes to Ray
+    assert not RESEARCHER_KEYS & set(c.ray.model_dump(exclude=RESEARCHER_KEYS))
+    code = "import sys, aar.lab.runner, aar.lab.ray_researchers; assert 'ray' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
 
 
 @pytest.mark.slow
@@ -114,3 +131,69 @@ def replay_locally(folder: Path, tmp_path: Path, run_ids: list[int]) -> dict[int
     finally:
         ex.shutdown()
         ref.db.dispose()
+
+
+KILL_ACTOR = """
+import sys, ray
+ray.init(address=sys.argv[1], namespace="aar", log_to_driver=False)
+names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if "-prior-" in a["name"]]
+ray.kill(ray.get_actor(names[0], namespace="aar"), no_restart=False)  # Ray restarts it (max_restarts)
+print(names[0])
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="pip install -e '.[ray]'")
+def test_researcher_actor_killed_mid_campaign_is_restarted_and_resumes(tmp_path: Path) -> None:
+    """Researchers as Ray actors (``ray.researchers``) on a node with a custom resource; one actor is
+    killed mid-campaign: Ray restarts it, its researcher resumes from its transcript (the earlier records
+    kept, a new session), and its official runs are neither lost nor submitted or scored twice."""
+    cluster = LocalCluster(tmp_path / "ray")
+    try:
+        cluster.start_head(num_cpus=1, resources={"aar_unit": 1})
+        cluster.start_worker("w1", num_cpus=2, resources={"aar_researcher": 2})
+        cluster.wait_nodes(2)
+        folder = tmp_path / "mini"
+        campaign = write_campaign(tmp_path / "mini.yaml", minutes=1.5)
+        switch = ["--ray", cluster.address, "--set", "ray.resources={aar_unit: 1}"]
+        switch += ["--set", "ray.researchers=true", "--set", "ray.researcher_resources={aar_researcher: 1}"]
+        lab, http = start_lab(campaign, folder, env=ray_env(cluster.token), extra=switch)
+        transcript = folder / "researchers" / "prior" / "state" / "transcript.jsonl"
+        try:
+
+            def prior_ran() -> bool:
+                return any(
+                    r["status"] == "done" and r.get("author") == "prior" for r in http.get("/runs").json()
+                )
+
+            wait_for(prior_ran, 600, "a first official run by the researcher on Ray")
+            before = transcript.read_text().splitlines()
+            kill = subprocess.run(
+                [sys.executable, "-c", KILL_ACTOR, cluster.address],
+                env={**os.environ, **ray_env(cluster.token)},
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert kill.returncode == 0, kill.stderr[-2000:]
+            out, err = lab.communicate(timeout=900)
+            assert lab.returncode == 0, err[-3000:]
+        finally:
+            if lab.poll() is None:
+                lab.kill()
+    finally:
+        cluster.stop()
+    after = transcript.read_text().splitlines()
+    assert after[: len(before)] == before  # nothing lost: the transcript continues
+    sessions = {json.loads(line).get("session") for line in after}
+    assert len(sessions) >= 2, sessions  # resumed in a new session of the same transcript
+    submitted = [json.loads(line) for line in after if json.loads(line).get("type") == "official_run"]
+    runs = db_rows(folder, "select id, status from runs where is_baseline = 0")
+    assert all(status in ("done", "failed") for _, status in runs)  # none left in flight
+    finishes = [
+        json.loads(d)["run_id"]
+        for (d,) in db_rows(folder, "select detail from audit_log where action = 'runs.finish'")
+    ]
+    assert len(finishes) == len(set(finishes))  # no run scored twice
+    ids = [r.get("run_id") or r.get("id") for r in submitted]
+    assert len(ids) == len(set(ids)), ids  # the resumed researcher did not submit a run twice
