@@ -115,6 +115,51 @@ class RayResearcher:
         return self.returncode
 
 
+def demand(settings: dict, gpus: bool) -> dict[str, float]:
+    """What one researcher's actor asks of the cluster for as long as it lives."""
+    ask = {"CPU": float(settings.get("researcher_cpus", 1.0)), "GPU": 1.0 if gpus else 0.0}
+    for key, value in (settings.get("researcher_resources") or {}).items():
+        ask[key] = ask.get(key, 0.0) + float(value)
+    return {k: v for k, v in ask.items() if v > 0}
+
+
+def how_many_fit(nodes: list[dict[str, float]], asks: list[dict[str, float]]) -> int:
+    """How many of ``asks`` (in order) the nodes' total resources can host at once: each actor lives on
+    one node, so a need is met by one node's resources, not by the cluster's sum (first fit)."""
+    free = [dict(n) for n in nodes]
+    placed = 0
+    for ask in asks:
+        for node in free:
+            if all(node.get(k, 0.0) >= v for k, v in ask.items()):
+                for k, v in ask.items():
+                    node[k] -= v
+                placed += 1
+                break
+    return placed
+
+
+def capacity_warning(settings: dict, researchers: list[tuple[str, bool]]) -> str | None:
+    """Why not every researcher can run at once on the cluster as it is now, or None. An actor that
+    does not fit waits, silently in Ray, for another to end: the campaign then runs its researchers one
+    after another (each budget starts when its actor does), which a user must hear about up front."""
+    from aar.referee.executors.ray import connect
+
+    connect(settings)
+    import ray
+
+    nodes = [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+    asks = [demand(settings, gpus) for _name, gpus in researchers]
+    fit = how_many_fit(nodes, asks)
+    if fit >= len(asks):
+        return None
+    wanted = ", ".join(f"{k}={v:g}" for k, v in asks[0].items())
+    return (
+        f"the Ray cluster can host {fit} of {len(asks)} researchers at once (each asks {wanted} on one "
+        f"node; alive nodes: {len(nodes)}): the others wait for one to end, so the campaign runs them "
+        f"in turn. Add nodes or lower ray.researcher_cpus / ray.researcher_resources."
+    )
+
+
 def launch(
     settings: dict,
     *,

@@ -255,6 +255,13 @@ class Lab:
     # -- researchers -------------------------------------------------------------------------------
 
     def _launch_all(self) -> None:
+        if self.campaign.ray is not None and self.campaign.ray.researchers:  # will they all fit?
+            from aar.lab import ray_researchers
+
+            todo = [(m.spec.name, m.spec.gpus) for m in self.members]
+            warning = ray_researchers.capacity_warning(self.campaign.ray.model_dump(exclude_none=True), todo)
+            if warning:
+                self.console.print(f"[yellow]warning: {warning}[/yellow]", highlight=False)
         for m in self.members:
             m.account = researcher_account(self.dir.transcript(m.spec.name))
             if m.account.get("final"):  # finished researchers stay finished

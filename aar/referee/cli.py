@@ -1,4 +1,4 @@
-"""`aar referee ...`: init, serve, export-public, add-agent, review."""
+"""`aar referee ...`: init, serve, export-public, add-agent, review, reproduce."""
 
 from __future__ import annotations
 
@@ -223,3 +223,61 @@ def review_cmd(
             _fail(exc.message)
             return
         print(f"run {r.id}: {r.review_state} ({reason})")
+
+
+@app.command("reproduce")
+def reproduce_cmd(
+    data: Path = typer.Option(..., "--data", help="The private data dir."),
+    db: str = typer.Option(None, "--db", help="SQLAlchemy URL (default: SQLite in the data dir)."),
+    executor: str = typer.Option("local", "--executor", help="Where the units run again: local or ray."),
+    ray: str = typer.Option(
+        None, "--ray", help='Ray executor options: HOST:PORT or JSON ({"address": ..., "resources": ...}).'
+    ),
+    run: list[int] = typer.Option(None, "--run", help="Only these runs (repeatable; default: all done)."),
+    no_baselines: bool = typer.Option(False, "--no-baselines", help="Skip the built-in baselines."),
+    json_out: Path = typer.Option(None, "--json", help="Also write the comparison here as JSON."),
+) -> None:
+    """Run finished official runs again from their commits (on this host or a Ray cluster) and compare
+    every unit's predictions bit for bit and every score with the record; writes nothing to the
+    database. Exit 1 when anything differs."""
+    from aar.referee.app import Referee
+    from aar.referee.config import RefereeConfig
+    from aar.referee.datadir import DataDirError
+    from aar.referee.executors import build
+    from aar.referee.reproduce import reproduce, summary
+
+    ray_options = None
+    if ray:
+        ray_options = json.loads(ray) if ray.lstrip().startswith("{") else {"address": ray}
+        executor = "ray" if executor == "local" else executor
+    if executor not in ("local", "ray"):
+        _fail(f"--executor: {executor!r} runs no units; choose local or ray")
+    if not (data / "referee.db").exists() and db is None:
+        _fail(f"--data: no referee database in {data}")
+    config = RefereeConfig.load(data, db_url=db, executor=executor, ray=ray_options)
+    try:
+        referee = Referee.build(config)
+        engine = build(executor, referee.runs, config)
+    except (DataDirError, ValueError) as exc:
+        _fail(str(exc))
+        return
+
+    def line(c) -> None:  # noqa: ANN001 (RunCheck)
+        differs = f"DIFFERS: {c.error or ''} {c.units_differ} {c.results_differ}"
+        state = "identical" if c.identical else differs
+        _err(f"run {c.run_id} {c.label}: {c.units} units, max |diff| {c.max_abs_diff:.3g}, {state}")
+
+    try:
+        checks = reproduce(referee.runs, engine, run or None, baselines=not no_baselines, on_run=line)
+    finally:
+        engine.shutdown(wait=False)
+        referee.db.dispose()
+    result = summary(checks)
+    if json_out is not None:
+        json_out.write_text(json.dumps(result, indent=2) + "\n")
+    _err(
+        f"{result['identical']} of {result['runs']} runs reproduced identically "
+        f"({result['units']} units, max |diff| {result['max_abs_diff']:.3g})"
+    )
+    if result["differ"]:
+        raise typer.Exit(1)

@@ -38,6 +38,23 @@ def test_researchers_on_ray_are_opt_in_and_import_no_ray() -> None:
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
 
 
+def test_researchers_that_cannot_all_run_at_once_are_counted_per_node() -> None:
+    """The lab warns before a campaign whose actors Ray would run one after another (a head with one
+    CPU and three researchers asking one each did exactly that: 4 minutes each, 12 in all)."""
+    from aar.lab.ray_researchers import demand, how_many_fit
+
+    ask = demand({"researcher_cpus": 1, "researcher_resources": {"aar_researcher": 1}}, gpus=False)
+    assert ask == {"CPU": 1.0, "aar_researcher": 1.0}
+    head = {"CPU": 1.0, "aar_researcher": 8.0}
+    assert how_many_fit([head], [ask] * 3) == 1  # CPU-bound: one at a time
+    assert how_many_fit([{"CPU": 4.0, "aar_researcher": 8.0}], [ask] * 3) == 3
+    # per node, not the cluster's sum: two nodes with 1.5 CPUs each host two, not three
+    assert how_many_fit([{"CPU": 1.5, "aar_researcher": 2.0}] * 2, [ask] * 3) == 2
+    gpu = demand({"researcher_cpus": 0.5}, gpus=True)
+    assert how_many_fit([{"CPU": 8.0, "GPU": 1.0}], [gpu, gpu]) == 1
+    assert how_many_fit([{"CPU": 8.0}], [ask]) == 0  # no node has the custom resource
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="pip install -e '.[ray]'")
 def test_mini_campaign_on_a_two_node_ray_cluster_with_a_node_killed(tmp_path: Path) -> None:

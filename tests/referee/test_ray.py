@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import func, select
@@ -134,3 +135,24 @@ def test_worker_node_killed_mid_run(cluster, make_env, tmp_path):
     assert len(keys) == len(set(keys)) == 2 * n_tasks + 1
     assert finishes == 1  # scored exactly once
     assert run.results == local_results(make_env, tmp_path, SLOW, **opts)
+
+
+def test_a_local_run_reproduces_bit_for_bit_on_the_worker_node(cluster, make_env, tmp_path):
+    """`aar referee reproduce --ray`: a run the local executor scored, run again on the cluster, gives
+    the same predictions bit for bit and the same scores (the leaderboard does not depend on where)."""
+    from aar.referee import executors
+    from aar.referee.reproduce import reproduce
+
+    opts = dict(seeds=1, determinism_check=True, sandbox_wall_seconds=120)
+    env = make_env(executor="local", runs_dir=None, **opts)
+    h, run_id = official(env, tmp_path, GOOD, "local")
+    assert finished(env, run_id, h).status == "done"
+    config = replace(env.config, executor="ray", ray=ray_options(cluster))
+    ray_exec = executors.build("ray", env.ref.runs, config)
+    try:
+        (check,) = reproduce(env.ref.runs, ray_exec, [run_id])
+        assert check.identical, check
+        assert check.units == len(env.ref.data.official_tasks()) + 1
+        assert set(check.ran_on) == worker_nodes()  # every unit ran again on the worker node
+    finally:
+        ray_exec.shutdown(wait=False)
