@@ -4,11 +4,19 @@ ends with the same leaderboard as with the local executor.
 
     nice -n 10 python bench/ray_demo_equivalence.py [--campaign campaigns/demo.yaml] [--out DIR]
 
-Runs the campaign twice in fresh folders (local, then ``--ray``) and compares the official runs. The
-demo's scripted researchers are deterministic in *what* they try but time-budgeted (``budget.minutes``),
-so the two campaigns can make a different number of runs; runs are matched by content (author, idea
-file, task; commits differ because they carry timestamps) and, for every run both made, the exact
-results (every PGR of every task and part) must be equal. Writes bench/results/ray_demo_equivalence.json.
+Four steps, one folder each:
+1. the demo with the local executor, twice (``local``, ``local_again``: the control);
+2. the demo on the cluster (``ray_lab``);
+3. ``aar referee reproduce`` of the local demo's whole leaderboard on the cluster's worker node, and of
+   the Ray demo's leaderboard locally: every unit of every done run again from its commit, predictions
+   compared bit for bit, scores compared exactly.
+
+Why both: the demo's scripted researchers are time-budgeted (``budget.minutes``) and react to what the
+shared Ladders and the forum show at that moment, so two campaigns make different runs even on the same
+executor (the control measures how different). Which runs a campaign makes is the researchers' doing;
+what the leaderboard says about a given run is the executor's, and step 3 checks that exactly: the same
+runs give the same PGRs wherever they run. Runs both campaigns made are also compared by content (author,
+idea file, task; commits differ as they carry timestamps). Writes bench/results/ray_demo_equivalence.json.
 """
 
 from __future__ import annotations
@@ -58,6 +66,31 @@ def run(campaign: Path, folder: Path, extra: list[str], env: dict[str, str]) -> 
     return time.monotonic() - t0
 
 
+def reproduce(folder: Path, extra: list[str], env: dict[str, str], name: str) -> dict:
+    """``aar referee reproduce`` of a finished campaign's data dir; its JSON summary and wall time."""
+    t0 = time.monotonic()
+    out = folder.parent / f"reproduce_{name}.json"
+    argv = [*AAR, "referee", "reproduce", "--data", str(folder / "data"), "--json", str(out), *extra]
+    proc = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **env}, timeout=3600)
+    (folder.parent / f"reproduce_{name}.stderr").write_text(proc.stderr)
+    if not out.exists():
+        raise SystemExit(f"reproduce {name}: exit {proc.returncode}\n{proc.stderr[-3000:]}")
+    found = json.loads(out.read_text())
+    found["wall_s"] = round(time.monotonic() - t0, 1)
+    return found
+
+
+def compare(a: dict[str, dict], b: dict[str, dict]) -> dict:
+    both = sorted(set(a) & set(b))
+    return {
+        "runs": [len(a), len(b)],
+        "both": len(both),
+        "only_first": sorted(set(a) - set(b)),
+        "only_second": sorted(set(b) - set(a)),
+        "results_differ_on_common_runs": [k for k in both if a[k] != b[k]],
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--campaign", type=Path, default=ROOT / "campaigns" / "demo.yaml")
@@ -65,31 +98,33 @@ def main() -> None:
     ap.add_argument("--result", type=Path, default=ROOT / "bench" / "results" / "ray_demo_equivalence.json")
     args = ap.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="aar-ray-demo-"))
-    wall_local = run(args.campaign, out / "local", [], {})
+    wall = {"local": run(args.campaign, out / "local", [], {})}
+    wall["local_again"] = run(args.campaign, out / "local_again", [], {})
     cluster = LocalCluster(out / "ray")
-    try:
-        cluster.start_head(num_cpus=1, resources={"aar_researcher": 8})
+    try:  # the head hosts the three researcher actors (one CPU each), the worker the official-run units
+        cluster.start_head(num_cpus=3, resources={"aar_researcher": 3})
         cluster.start_worker("w1", num_cpus=1, resources={"aar_unit": 1})
         cluster.wait_nodes(2)
+        env = ray_env(cluster.token)
         switch = ["--ray", cluster.address, "--set", "ray.resources={aar_unit: 1}"]
         switch += ["--set", "ray.researchers=true", "--set", "ray.researcher_resources={aar_researcher: 1}"]
-        wall_ray = run(args.campaign, out / "ray_lab", switch, ray_env(cluster.token))
+        wall["ray"] = run(args.campaign, out / "ray_lab", switch, env)
+        on_ray = json.dumps({"address": cluster.address, "resources": {"aar_unit": 1}})
+        local_on_ray = reproduce(out / "local", ["--ray", on_ray], env, "local_on_ray")
     finally:
         cluster.stop()
-    local, ray = leaderboard(out / "local"), leaderboard(out / "ray_lab")
-    both = sorted(set(local) & set(ray))
-    differ = [k for k in both if local[k] != ray[k]]
+    ray_locally = reproduce(out / "ray_lab", [], {}, "ray_locally")
+    local, again, ray = (leaderboard(out / f) for f in ("local", "local_again", "ray_lab"))
     result = {
         "campaign": str(
             args.campaign.relative_to(ROOT) if args.campaign.is_relative_to(ROOT) else args.campaign
         ),
-        "wall_s": {"local": round(wall_local, 1), "ray": round(wall_ray, 1)},
-        "runs": {"local": len(local), "ray": len(ray), "both": len(both)},
-        "only_local": sorted(set(local) - set(ray)),
-        "only_ray": sorted(set(ray) - set(local)),
-        "differ": differ,
-        "same_runs": set(local) == set(ray),
-        "same_results_on_common_runs": not differ,
+        "wall_s": {k: round(v, 1) for k, v in wall.items()},
+        "local_leaderboard_reproduced_on_the_ray_worker": local_on_ray,
+        "ray_leaderboard_reproduced_locally": ray_locally,
+        "same_leaderboard_for_the_same_runs": not local_on_ray["differ"] and not ray_locally["differ"],
+        "campaigns_local_vs_ray": compare(local, ray),
+        "campaigns_local_vs_local_control": compare(local, again),
         "folder": str(out),
     }
     args.result.parent.mkdir(parents=True, exist_ok=True)

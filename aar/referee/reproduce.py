@@ -190,8 +190,10 @@ def summary(checks: list[RunCheck]) -> dict:
     """JSON-ready: counts, the largest prediction difference, and every run that differed."""
     return {
         "runs": len(checks),
+        "baselines": sum(c.label.startswith("baseline:") for c in checks),
         "units": sum(c.units for c in checks),
         "identical": sum(c.identical for c in checks),
         "differ": [asdict(c) for c in checks if not c.identical],
         "max_abs_diff": max((c.max_abs_diff for c in checks), default=0.0),
+        "ran_on": sorted({w for c in checks for w in c.ran_on}),
     }
