@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import typer
+import yaml
 from rich.console import Console
 
 from aar.lab.campaign import Campaign, CampaignError, backend_problems, load
@@ -35,7 +36,26 @@ def resolve(target: Path, out: Path | None, overrides: list[str]) -> tuple[Campa
             fail(f"{target} is a folder without campaign.yaml: not a campaign folder")
         return load(file, overrides), out or target
     campaign = load(target, overrides)
-    return campaign, out or Path("runs") / campaign.name
+    folder = out or Path("runs") / campaign.name
+    return _keep_started_tier(campaign, target, folder, overrides), folder
+
+
+def _keep_started_tier(campaign: Campaign, target: Path, folder: Path, overrides: list[str]) -> Campaign:
+    """``tier: auto`` is resolved once, when a campaign starts: resuming a folder keeps the tier it was
+    started with (its campaign copy says which), even where this CPU would now pick another (e.g. a demo
+    begun on the fp32 tier, resumed by a version whose auto picks bf16). Otherwise the resume would be
+    refused as another testbed, or mix two tiers' features."""
+    copy = folder / "campaign.yaml"
+    if campaign.testbed.tier_note is None or not copy.is_file():  # not auto, or a new campaign
+        return campaign
+    try:
+        started = (yaml.safe_load(copy.read_text()) or {}).get("testbed", {}).get("tier")
+    except (OSError, yaml.YAMLError):
+        return campaign  # the lab's own check reports an unreadable folder
+    if not isinstance(started, str) or started in ("auto", campaign.testbed.tier):
+        return campaign
+    console.print(f"tier auto: {folder} was started on the {started} tier, which it keeps", highlight=False)
+    return load(target, [*overrides, f"testbed.tier={started}"])
 
 
 def apply_minutes(campaign: Campaign, minutes: float | None) -> None:

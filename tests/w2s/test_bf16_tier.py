@@ -127,3 +127,30 @@ def test_bf16_encoder_matches_fp32_features():
             ref = hidden.mean(0).numpy()
             cosine = float(ours[i] @ ref / np.linalg.norm(ref))
             assert cosine >= 0.99, (text, cosine)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_a_resumed_auto_campaign_keeps_the_tier_it_started_with(monkeypatch, tmp_path, native):
+    """`aar demo` / `aar lab run demo.yaml` on a folder started under the other tier (an older version
+    picked fp32, this CPU's auto now picks bf16, or the reverse) resumes on the folder's tier instead
+    of being refused as another testbed; a new folder, a named tier and --set testbed.tier win as usual."""
+    import yaml
+
+    from aar.lab.cli import resolve
+
+    monkeypatch.setattr(defaults, "bf16_flags", lambda cpuinfo=None: ["avx512_bf16"] if native else [])
+    now, before = ("bf16", "default") if native else ("default", "bf16")
+    campaign = tmp_path / "c.yaml"
+    campaign.write_text(yaml.safe_dump({"name": "t", "testbed": {"tier": "auto"}}))
+    fresh, _ = resolve(campaign, tmp_path / "new", [])
+    assert fresh.testbed.tier == now
+    folder = tmp_path / "started"
+    folder.mkdir()
+    (folder / "campaign.yaml").write_text(
+        yaml.safe_dump(parse({"name": "t", "testbed": {"tier": before}}).model_dump())
+    )
+    resumed, _ = resolve(campaign, folder, [])
+    assert resumed.testbed.tier == before
+    assert fingerprint(resumed) == fingerprint(parse({"name": "t", "testbed": {"tier": before}}))
+    forced, _ = resolve(campaign, folder, [f"testbed.tier={now}"])  # the user's explicit choice stands
+    assert forced.testbed.tier == now
