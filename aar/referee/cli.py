@@ -27,7 +27,10 @@ def _fail(msg: str) -> None:
 @app.command("init")
 def init_cmd(
     data: Path = typer.Argument(..., help="The private data dir to create (0700)."),
-    fast: bool = typer.Option(False, "--fast", help="Use the fast model tier."),
+    fast: bool = typer.Option(False, "--fast", help="Use the fast model tier (= --tier fast)."),
+    tier: str = typer.Option(
+        None, "--tier", help="Model tier: default, fast, bf16, published, lora, or auto (bf16 where native)."
+    ),
     max_rows: int = typer.Option(None, "--max-rows", help="Use a deterministic subset of rows per task."),
     tasks: str = typer.Option(
         None, "--tasks", help="Comma-separated tasks, home first (default: the testbed's)."
@@ -55,9 +58,18 @@ def init_cmd(
     from aar.eta import EtaLines
     from aar.referee.datadir import DataDirError
     from aar.referee.setup import initialise
+    from aar.w2s.defaults import TIERS, resolve_tier
     from aar.w2s.task_files import declare, parse_spec, place
     from aar.w2s.tasks import TaskDataError
 
+    if fast and tier not in (None, "fast"):
+        _fail(f"--fast and --tier {tier} disagree: give one")
+    tier = "fast" if fast else tier or "default"
+    if tier != "auto" and tier not in TIERS:
+        _fail(f"--tier: unknown tier {tier!r}; choose one of {', '.join([*TIERS, 'auto'])}")
+    tier, why = resolve_tier(tier)
+    if why:
+        _err(why)
     names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
     shown = [t.strip() for t in visible.split(",") if t.strip()] if visible else []
     try:  # every file is read and checked whole before the data dir is touched
@@ -70,7 +82,7 @@ def init_cmd(
             data,
             tasks=names,
             visible=shown,
-            tier="fast" if fast else "default",
+            tier=tier,
             max_rows=max_rows,
             task_files=declared,
             baselines=baselines,

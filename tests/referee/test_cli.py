@@ -93,3 +93,23 @@ def test_add_agent_export_and_review(data_dir, tmp_path, fresh_db_url):
     empty = runner.invoke(app, ["review", "--data", str(data_dir), "--db", db])
     assert "empty" in empty.stdout
     database.dispose()
+
+
+def test_init_takes_a_tier_by_name_and_names_a_wrong_one(tmp_path):
+    runner = CliRunner()
+    bad = runner.invoke(app, ["init", str(tmp_path / "a"), "--tier", "int8"])
+    assert (
+        bad.exit_code == 2
+        and "--tier" in bad.output
+        and "bf16" in bad.output
+        and not (tmp_path / "a").exists()
+    )
+    both = runner.invoke(app, ["init", str(tmp_path / "b"), "--fast", "--tier", "bf16"])
+    assert both.exit_code == 2 and "disagree" in both.output
+    data = tmp_path / "c"
+    ok = runner.invoke(
+        app, ["init", str(data), "--tier", "fast", "--tasks", HOME, "--max-rows", "400", "--no-baselines"]
+    )
+    assert ok.exit_code == 0, ok.output
+    manifest = json.loads((data / "manifest.json").read_text())
+    assert manifest["tier"] == "fast", manifest.get("tier")
