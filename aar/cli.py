@@ -170,7 +170,7 @@ def demo_cmd(
     tier: str = typer.Option(
         None,
         "--tier",
-        help="Testbed tier (default: the demo's `auto`: bf16 where the CPU runs it natively, else default).",
+        help="Testbed tier (default: the demo's, fp32; `auto`: bf16 where the CPU runs it natively).",
     ),
 ) -> None:
     """The offline demo campaign: scripted researchers, a referee, a dashboard and a report."""

@@ -81,7 +81,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", type=Path, default=None, help="keep the campaign folder here")
     ap.add_argument("--cache", type=Path, default=None, help="the empty cache dir (default: a temp dir)")
     ap.add_argument("--results", type=Path, default=Path("bench/results/cold_start.json"))
-    ap.add_argument("--tier", default=None, help="the demo's testbed tier (default: its own, auto)")
+    ap.add_argument(
+        "--tier",
+        default=None,
+        help="the demo's testbed tier (default: its own, fp32 default; auto: bf16 where native)",
+    )
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="aar-cold-"))
     cache = args.cache or work / "cache"

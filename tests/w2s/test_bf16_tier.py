@@ -76,15 +76,18 @@ def test_campaign_tier_auto_is_resolved_once_at_load(monkeypatch, native):
     assert again.testbed.tier == want and again.testbed.tier_note is None
 
 
-def test_shipped_demo_uses_auto_and_other_campaigns_keep_default():
+def test_shipped_demo_keeps_fp32_and_auto_is_one_flag_away():
+    """The demo stays on fp32 (its headline's promise, a private CI above vanilla's, holds there and not
+    on the bf16 features' path: campaigns/demo.yaml says why); `aar demo --tier auto` picks bf16."""
     from pathlib import Path
 
     from aar.lab.campaign import load
 
     root = Path(__file__).resolve().parents[2]
-    assert "tier: auto" in (root / "campaigns" / "demo.yaml").read_text()
     demo = load(root / "campaigns" / "demo.yaml")
-    assert demo.testbed.tier == defaults.resolve_tier("auto")[0] and demo.testbed.tier_note
+    assert demo.testbed.tier == "default" and demo.testbed.tier_note is None
+    fast = load(root / "campaigns" / "demo.yaml", ["testbed.tier=auto"])
+    assert fast.testbed.tier == defaults.resolve_tier("auto")[0] and fast.testbed.tier_note
     assert parse({"name": "t"}).testbed.tier == "default"
     assert parse({"name": "t", "testbed": {"tier": "bf16"}}).testbed.model_pair == ("minilm-l3", "mpnet-bf16")
 
