@@ -119,6 +119,7 @@ def main() -> None:
         "campaign": str(
             args.campaign.relative_to(ROOT) if args.campaign.is_relative_to(ROOT) else args.campaign
         ),
+        "tier": json.loads((out / "local" / "data" / "manifest.json").read_text()).get("tier"),
         "wall_s": {k: round(v, 1) for k, v in wall.items()},
         "local_leaderboard_reproduced_on_the_ray_worker": local_on_ray,
         "ray_leaderboard_reproduced_locally": ray_locally,
