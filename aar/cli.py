@@ -15,8 +15,11 @@ from aar.agents.cli import app as agent_app
 from aar.lab.cli import app as lab_app
 from aar.referee.cli import app as referee_app
 
-app = typer.Typer(help="aar: a lab of Automated Alignment Researchers.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="aar: a lab of Automated Alignment Researchers.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 w2s_app = typer.Typer(help="The weak-to-strong testbed.", no_args_is_help=True)
 app.add_typer(w2s_app, name="w2s")
 app.add_typer(referee_app, name="referee")
@@ -93,8 +96,12 @@ def tasks_cmd(
         table.add_column(col)
     for e in out:
         s = e.get("sizes", {})
-        table.add_row(e["name"], e["role"], e["domain"], *(str(s.get(k, "?")) for k in
-                                                           ("weak_train", "student_train", "dev", "final")))
+        table.add_row(
+            e["name"],
+            e["role"],
+            e["domain"],
+            *(str(s.get(k, "?")) for k in ("weak_train", "student_train", "dev", "final")),
+        )
     console.print(table)
 
 

@@ -235,6 +235,9 @@ class Watchdog:
         if self.hard_exit is None:
             return
         time.sleep(self.exit_grace)  # the process is normally gone by now (this is a daemon thread)
-        log.error("the researcher did not stop within %.0f s of being told to (%s): exiting", self.exit_grace,
-                  reason)
+        log.error(
+            "the researcher did not stop within %.0f s of being told to (%s): exiting",
+            self.exit_grace,
+            reason,
+        )
         self.hard_exit(reason, final)

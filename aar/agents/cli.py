@@ -194,9 +194,7 @@ def _run_watched(settings, watchdog) -> str:  # noqa: ANN001 (factory.Settings, 
 def _close_session(built, reason: str, final: bool) -> None:  # noqa: ANN001 (factory.Built)
     """Write session_end if this process's session is still open in the transcript."""
     t = built.transcript
-    last = next(
-        (r for r in reversed(t.records()) if r["type"] in ("session_start", "session_end")), None
-    )
+    last = next((r for r in reversed(t.records()) if r["type"] in ("session_start", "session_end")), None)
     if t.session and last is not None and last["type"] == "session_start" and last["session"] == t.session:
         t.write("session_end", reason=reason, final=final, budget=built.budget.summary())
 

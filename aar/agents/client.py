@@ -38,7 +38,7 @@ def run_tool(name: str, args_json: str) -> int:
         try:
             wanted = json.loads(args_json or "{}").get("tool")
         except (ValueError, AttributeError):
-            print('usage: schema \'{"tool": NAME}\'', file=sys.stderr)
+            print("usage: schema '{\"tool\": NAME}'", file=sys.stderr)
             return 2
         specs = [s for s in box.specs() if wanted in (None, s["name"])]
         print(json.dumps({s["name"]: s["input_schema"] for s in specs}, indent=1))

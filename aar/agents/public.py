@@ -96,8 +96,11 @@ def prepare_public(source: Path, dest: Path, *, log=lambda *_a: None) -> list[st
             train_x = features(model, [r["text"] for r in train], show_progress=False)
             dev_x = features(model, [r["text"] for r in dev], show_progress=False)
             # the referee's card carries the fixed head's C; recompute it (same procedure) only for old cards
-            c = float(card["protocol_c"]) if "protocol_c" in card else select_protocol(
-                train_x, weak, seed=seeds.get(name, 0)).c
+            c = (
+                float(card["protocol_c"])
+                if "protocol_c" in card
+                else select_protocol(train_x, weak, seed=seeds.get(name, 0)).c
+            )
         tmp = out / "data.tmp.npz"
         np.savez(
             tmp,

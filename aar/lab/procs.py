@@ -179,5 +179,3 @@ def stop(proc: subprocess.Popen, grace: float = STOP_GRACE) -> int:
     """SIGTERM to the child's process group, SIGKILL to the group after ``grace`` s; its exit code."""
     terminate(proc)
     return wait_or_kill(proc, grace)
-
-

@@ -98,7 +98,7 @@ class Progress:
         return t
 
     def waiting_note(self) -> str:
-        """", 2 waiting for navigate": runs that reached a held-out task still being prepared."""
+        """ ", 2 waiting for navigate": runs that reached a held-out task still being prepared."""
         waiting = sum(1 for r in self.runs if r.get("status") == "waiting")
         if not waiting:
             return ""
@@ -116,7 +116,7 @@ class Progress:
 
 
 def preparing_line(p: dict) -> str:
-    """"navigate (held_out): features mpnet 300/1,500 (20%, ETA 48 s)": one task being prepared."""
+    """ "navigate (held_out): features mpnet 300/1,500 (20%, ETA 48 s)": one task being prepared."""
     head = f"preparing {p['task']} ({p['role']})"
     if p["state"] != "preparing" or not p["total"]:
         return f"{head}: {p['state']}"

@@ -18,6 +18,8 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from aar.sandbox.peercred import peer_uid
 
 PEER_UID = "aar.peer_uid"
+
+
 def no_delay(sock: socket.socket | None) -> None:
     """Switch Nagle's algorithm off on a TCP connection.
 

@@ -707,7 +707,12 @@ class RunService:
 def _flag_run(session, kind: str, run_id: int, agent_id: int, task: str | None, evidence: dict) -> None:  # noqa: ANN001
     """Open a review item on an official run, charged to the idea's author."""
     integrity.open_flag(
-        session, kind=kind, subject_type="run", subject_id=run_id, agent_id=agent_id, task=task,
+        session,
+        kind=kind,
+        subject_type="run",
+        subject_id=run_id,
+        agent_id=agent_id,
+        task=task,
         evidence=evidence,
     )
 

@@ -38,9 +38,25 @@ from aar.sandbox.policy import SandboxPolicy
 # Read-only system pieces Python and ordinary tools need. Not /etc wholesale (shadow, ssh keys, the
 # machine's configs), never /root or /home.
 _ETC = [
-    "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "passwd", "group", "nsswitch.conf", "hosts",
-    "resolv.conf", "host.conf", "gai.conf", "localtime", "timezone", "ssl", "ca-certificates",
-    "alternatives", "mime.types", "protocols", "services", "magic",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "passwd",
+    "group",
+    "nsswitch.conf",
+    "hosts",
+    "resolv.conf",
+    "host.conf",
+    "gai.conf",
+    "localtime",
+    "timezone",
+    "ssl",
+    "ca-certificates",
+    "alternatives",
+    "mime.types",
+    "protocols",
+    "services",
+    "magic",
 ]
 _TOP_LEVEL = ["bin", "sbin", "lib", "lib32", "lib64", "libx32"]  # symlinks into /usr on merged-/usr systems
 _SYS = ["/sys/devices/system/cpu"]  # os.cpu_count(), torch and BLAS read CPU topology here
@@ -193,8 +209,13 @@ def bwrap_argv(
     else:
         args += ["--unshare-user", "--disable-userns"]
     args += [
-        "--hostname", "sandbox", "--die-with-parent", "--new-session",
-        "--chdir", os.path.abspath(policy.workspace), "--",
+        "--hostname",
+        "sandbox",
+        "--die-with-parent",
+        "--new-session",
+        "--chdir",
+        os.path.abspath(policy.workspace),
+        "--",
     ]
     if privileged and drop_to is not None:
         args += setpriv_prefix(setpriv, *drop_to)
@@ -206,8 +227,14 @@ def setpriv_prefix(setpriv: str | None, uid: int, gid: int) -> list[str]:
     if setpriv is None:
         raise RuntimeError("setpriv (util-linux) is needed to drop privileges")
     return [
-        setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--no-new-privs",
-        "--inh-caps=-all", "--bounding-set=-all", "--",
+        setpriv,
+        f"--reuid={uid}",
+        f"--regid={gid}",
+        "--clear-groups",
+        "--no-new-privs",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        "--",
     ]
 
 
@@ -217,8 +244,16 @@ def _trial(euid: int, extra: list[str], pass_fds: tuple[int, ...] = ()) -> str |
     assert bwrap is not None
     mode = ["--cap-drop", "ALL"] if euid == 0 else ["--unshare-user", "--disable-userns"]
     true = shutil.which("true", path="/usr/bin:/bin") or "/bin/true"
-    argv = [bwrap, *_system_args(), *extra, "--unshare-pid", "--unshare-net", *mode, "--die-with-parent",
-            true]
+    argv = [
+        bwrap,
+        *_system_args(),
+        *extra,
+        "--unshare-pid",
+        "--unshare-net",
+        *mode,
+        "--die-with-parent",
+        true,
+    ]
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, env={}, pass_fds=pass_fds)
     except (OSError, subprocess.TimeoutExpired) as exc:

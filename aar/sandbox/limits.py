@@ -90,7 +90,7 @@ def _own_cgroups() -> dict[str, str]:
 
 def _inside(mountpoint: str, root: str, path: str) -> Path:
     root = root.rstrip("/")
-    rel = path[len(root):] if root and (path == root or path.startswith(root + "/")) else path
+    rel = path[len(root) :] if root and (path == root or path.startswith(root + "/")) else path
     return Path(mountpoint) / rel.lstrip("/")
 
 
@@ -190,8 +190,10 @@ def _announce(mode: str, why: str) -> None:
             return
         _announced.add(mode)
     if mode == "watchdog":
-        log.warning("sandbox limits: WATCHDOG (polls the tree's memory; weaker than a cgroup)%s",
-                    f": cgroups unusable here ({why})" if why else " (forced)")
+        log.warning(
+            "sandbox limits: WATCHDOG (polls the tree's memory; weaker than a cgroup)%s",
+            f": cgroups unusable here ({why})" if why else " (forced)",
+        )
     else:
         log.warning("sandbox limits: %s per command (memory, pids, cpu weight)", mode)
 
@@ -255,8 +257,9 @@ def collect_stale_cgroups(host: CgroupHost) -> None:
         _last_gc = time.monotonic()
     for parent in {host.memory, host.pids, *([host.cpu] if host.cpu else [])}:
         try:
-            stale = [d for d in parent.glob("aar-sandbox-*")
-                     if time.time() - d.stat().st_mtime > _STALE_AFTER]
+            stale = [
+                d for d in parent.glob("aar-sandbox-*") if time.time() - d.stat().st_mtime > _STALE_AFTER
+            ]
         except OSError:
             continue
         for path in stale:
@@ -268,8 +271,9 @@ def collect_stale_cgroups(host: CgroupHost) -> None:
 class SandboxCgroup:
     """The cgroup(s) of one command: created with its limits, joined via `join_prefix`, removed."""
 
-    def __init__(self, host: CgroupHost, name: str, *, memory_bytes: int, max_processes: int,
-                 cpu_weight: int) -> None:
+    def __init__(
+        self, host: CgroupHost, name: str, *, memory_bytes: int, max_processes: int, cpu_weight: int
+    ) -> None:
         self.host, self.name = host, name
         self.dirs: list[Path] = []
         collect_stale_cgroups(host)
@@ -398,7 +402,7 @@ def _stat(pid: int | str) -> tuple[int, int] | None:
             data = f.read()
     except OSError:
         return None
-    fields = data[data.rfind(b")") + 2:].split()  # the command name may hold spaces and parens
+    fields = data[data.rfind(b")") + 2 :].split()  # the command name may hold spaces and parens
     try:
         return int(fields[1]), int(fields[19])
     except (IndexError, ValueError):
@@ -452,6 +456,7 @@ def same_start(tree: dict[int, int]) -> Callable[[int], bool]:
     def check(pid: int) -> bool:
         info = _stat(pid)
         return info is not None and info[1] == tree.get(pid)
+
     return check
 
 
@@ -602,9 +607,19 @@ class Watchdog(threading.Thread):
     workspace is big to walk.
     """
 
-    def __init__(self, *, root: int, mode: str, cgroup: SandboxCgroup | None, memory_bytes: int,
-                 disk_bytes: int | None, disk_paths: list[Path], tag: str | None, uid: int | None,
-                 kill: Callable[[dict[int, int]], None]) -> None:
+    def __init__(
+        self,
+        *,
+        root: int,
+        mode: str,
+        cgroup: SandboxCgroup | None,
+        memory_bytes: int,
+        disk_bytes: int | None,
+        disk_paths: list[Path],
+        tag: str | None,
+        uid: int | None,
+        kill: Callable[[dict[int, int]], None],
+    ) -> None:
         super().__init__(daemon=True, name="aar-sandbox-watchdog")
         self.root, self.mode, self.cgroup = root, mode, cgroup
         self.memory_bytes, self.disk_bytes, self.disk_paths = memory_bytes, disk_bytes, disk_paths
@@ -628,8 +643,9 @@ class Watchdog(threading.Thread):
         self.tree = process_tree(self.root, tag=self.tag, uid=self.uid)
         self._next_scan = time.monotonic() + 0.5
         if self.tag is not None:  # tagged processes not below root: walk down from them too until next scan
-            self._roots = {self.root} | {pid for pid in self.tree
-                                         if pid != self.root and (_stat(pid) or (0, 0))[0] not in self.tree}
+            self._roots = {self.root} | {
+                pid for pid in self.tree if pid != self.root and (_stat(pid) or (0, 0))[0] not in self.tree
+            }
         return self.tree
 
     def memory_now(self) -> int:

@@ -50,15 +50,26 @@ BACKEND_ENV = "AAR_SANDBOX_BACKEND"  # "bubblewrap", "subprocess" or "auto" (def
 # exits 0); "access denied" only when the command failed, since tools probe and recover routinely.
 _LIMIT_SIGNS: list[tuple[str, tuple[str, ...]]] = [
     ("memory limit", ("MemoryError", "Cannot allocate memory", "std::bad_alloc", "out of memory")),
-    ("fork limit", ("fork: retry", "fork: Resource temporarily unavailable", "Cannot fork",
-                    "can't start new thread", "BlockingIOError: [Errno 11]")),
+    (
+        "fork limit",
+        (
+            "fork: retry",
+            "fork: Resource temporarily unavailable",
+            "Cannot fork",
+            "can't start new thread",
+            "BlockingIOError: [Errno 11]",
+        ),
+    ),
     ("file size limit", ("File too large",)),
 ]
 _FAILURE_SIGNS = [
     ("access denied", ("Permission denied", "Read-only file system", "Operation not permitted")),
 ]
-_SIGNAL_VIOLATIONS = {signal.SIGXCPU: "cpu limit", signal.SIGXFSZ: "file size limit",
-                      signal.SIGSYS: "forbidden syscall"}  # seccomp: foreign arch / x32
+_SIGNAL_VIOLATIONS = {
+    signal.SIGXCPU: "cpu limit",
+    signal.SIGXFSZ: "file size limit",
+    signal.SIGSYS: "forbidden syscall",
+}  # seccomp: foreign arch / x32
 
 
 def base_env(policy: SandboxPolicy) -> dict[str, str]:
@@ -116,8 +127,10 @@ def _env_default_signal() -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         ok = False
     if not ok:
-        log.warning("env --default-signal unavailable (coreutils < 9): sandboxed commands inherit "
-                    "ignored signals (e.g. SIGINT of a background job)")
+        log.warning(
+            "env --default-signal unavailable (coreutils < 9): sandboxed commands inherit "
+            "ignored signals (e.g. SIGINT of a background job)"
+        )
     return env if ok else None
 
 
@@ -259,8 +272,9 @@ def _classify(rc: int, stderr: str, killed: bool, backend: str, truncated: bool)
     if sig and not (killed and sig == signal.SIGKILL):
         violations.append(_SIGNAL_VIOLATIONS.get(sig, f"killed by signal {sig}"))
     signs = _LIMIT_SIGNS + (_FAILURE_SIGNS if rc != 0 or killed else [])
-    violations += [name for name, phrases in signs
-                   if name not in violations and any(p in stderr for p in phrases)]
+    violations += [
+        name for name, phrases in signs if name not in violations and any(p in stderr for p in phrases)
+    ]
     if truncated:
         violations.append("output limit")
     return violations
@@ -311,8 +325,13 @@ def run_sandboxed(
             host, _ = cgroup_host()
             assert host is not None  # limits_mode checked
             try:
-                cgroup = SandboxCgroup(host, f"aar-sandbox-{tag}", memory_bytes=policy.memory_bytes,
-                                       max_processes=policy.max_processes, cpu_weight=policy.cpu_weight)
+                cgroup = SandboxCgroup(
+                    host,
+                    f"aar-sandbox-{tag}",
+                    memory_bytes=policy.memory_bytes,
+                    max_processes=policy.max_processes,
+                    cpu_weight=policy.cpu_weight,
+                )
             except OSError as exc:
                 log.warning("cannot create the sandbox cgroup (%s): watchdog limits for this command", exc)
                 mode = "watchdog"
@@ -328,14 +347,24 @@ def run_sandboxed(
             if problem is None:
                 seccomp_fd = seccomp.seccomp_fd()
             else:
-                _warn_once("seccomp", "sandbox without seccomp filter (new user namespaces allowed): %s",
-                           problem)
+                _warn_once(
+                    "seccomp", "sandbox without seccomp filter (new user namespaces allowed): %s", problem
+                )
             shm = policy.shm_bytes if policy.shm_bytes is not None else policy.memory_bytes
             if not bwrap_supports_size(os.geteuid()):
                 _warn_once("size", "bwrap < 0.7: /dev/shm is not size-bounded (still counted as memory)")
                 shm = None
-            argv = bwrap_argv(inner, policy, bwrap=bwrap, privileged=os.geteuid() == 0, drop_to=drop_to,
-                              setpriv=find_setpriv(), tmp=str(tmp), shm_bytes=shm, seccomp_fd=seccomp_fd)
+            argv = bwrap_argv(
+                inner,
+                policy,
+                bwrap=bwrap,
+                privileged=os.geteuid() == 0,
+                drop_to=drop_to,
+                setpriv=find_setpriv(),
+                tmp=str(tmp),
+                shm_bytes=shm,
+                seccomp_fd=seccomp_fd,
+            )
         else:
             env["TMPDIR"] = str(tmp)  # no private /tmp without a mount namespace: at least not tmpfs
             argv = inner
@@ -346,9 +375,21 @@ def run_sandboxed(
         if cgroup is not None:
             sh = shutil.which("sh", path="/usr/bin:/bin") or "/bin/sh"
             argv = cgroup.join_prefix(sh) + argv
-        return _supervise(argv, policy, env, popen_identity, chosen, mode, cgroup, tmp, tag, drop_to,
-                          input=input, max_output=max_output,
-                          pass_fds=(seccomp_fd,) if seccomp_fd is not None else ())
+        return _supervise(
+            argv,
+            policy,
+            env,
+            popen_identity,
+            chosen,
+            mode,
+            cgroup,
+            tmp,
+            tag,
+            drop_to,
+            input=input,
+            max_output=max_output,
+            pass_fds=(seccomp_fd,) if seccomp_fd is not None else (),
+        )
     finally:
         if seccomp_fd is not None:
             os.close(seccomp_fd)
@@ -357,10 +398,22 @@ def run_sandboxed(
         _remove_tree(tmp)
 
 
-def _supervise(argv: list[str], policy: SandboxPolicy, env: dict[str, str], popen_identity: dict,
-               chosen: str, mode: str, cgroup: SandboxCgroup | None, tmp: Path, tag: str,
-               drop_to: tuple[int, int] | None, *, input: str | None, max_output: int,
-               pass_fds: tuple[int, ...]) -> SandboxResult:
+def _supervise(
+    argv: list[str],
+    policy: SandboxPolicy,
+    env: dict[str, str],
+    popen_identity: dict,
+    chosen: str,
+    mode: str,
+    cgroup: SandboxCgroup | None,
+    tmp: Path,
+    tag: str,
+    drop_to: tuple[int, int] | None,
+    *,
+    input: str | None,
+    max_output: int,
+    pass_fds: tuple[int, ...],
+) -> SandboxResult:
     start = time.monotonic()
     try:
         proc = subprocess.Popen(
@@ -376,8 +429,16 @@ def _supervise(argv: list[str], policy: SandboxPolicy, env: dict[str, str], pope
             **popen_identity,
         )
     except OSError as exc:  # the first program (sh, prlimit, bwrap) is missing or not executable
-        return SandboxResult(127 if isinstance(exc, FileNotFoundError) else 126, "", f"{exc}\n", False,
-                             time.monotonic() - start, [], chosen, mode)
+        return SandboxResult(
+            127 if isinstance(exc, FileNotFoundError) else 126,
+            "",
+            f"{exc}\n",
+            False,
+            time.monotonic() - start,
+            [],
+            chosen,
+            mode,
+        )
     readers = [_Reader(proc.stdout, max_output), _Reader(proc.stderr, max_output)]  # type: ignore[arg-type]
     for reader in readers:
         reader.start()
@@ -407,9 +468,17 @@ def _supervise(argv: list[str], policy: SandboxPolicy, env: dict[str, str], pope
     disk_paths = [Path(os.path.abspath(policy.workspace)), tmp]
     if policy.scratch is not None:
         disk_paths.append(Path(os.path.abspath(policy.scratch)))
-    watchdog = Watchdog(root=proc.pid, mode=mode, cgroup=cgroup, memory_bytes=policy.memory_bytes,
-                        disk_bytes=policy.disk_bytes, disk_paths=disk_paths, tag=tag_scan, uid=scan_uid,
-                        kill=kill_all)
+    watchdog = Watchdog(
+        root=proc.pid,
+        mode=mode,
+        cgroup=cgroup,
+        memory_bytes=policy.memory_bytes,
+        disk_bytes=policy.disk_bytes,
+        disk_paths=disk_paths,
+        tag=tag_scan,
+        uid=scan_uid,
+        kill=kill_all,
+    )
     watchdog.start()
 
     timed_out = not _exited(proc.pid, start + policy.wall_timeout)
@@ -430,12 +499,16 @@ def _supervise(argv: list[str], policy: SandboxPolicy, env: dict[str, str], pope
     violations += [v for v in watchdog.violations if v not in violations]
     if oom and "memory limit" not in violations:
         violations.append("memory limit")
-    violations += [v for v in _classify(rc, stderr, killed, chosen, any(r.total > r.limit for r in readers))
-                   if v not in violations]
+    violations += [
+        v
+        for v in _classify(rc, stderr, killed, chosen, any(r.total > r.limit for r in readers))
+        if v not in violations
+    ]
     if stray:
         violations.append("escaped process kept output open")
     if cgroup is not None and rc == 125 and "aar-sandbox-cgroup:" in stderr:
         log.error("could not join the sandbox cgroup: %s", stderr.strip()[-300:])
     peak = cgroup.peak_memory() if cgroup is not None else watchdog.peak_memory or None
-    return SandboxResult(rc, stdout, stderr, timed_out, time.monotonic() - start, violations, chosen, mode,
-                         peak)
+    return SandboxResult(
+        rc, stdout, stderr, timed_out, time.monotonic() - start, violations, chosen, mode, peak
+    )

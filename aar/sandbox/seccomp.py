@@ -46,16 +46,42 @@ _EPERM, _ENOSYS = 1, 38
 # (audit arch, x32 bit to refuse?, syscall numbers). Numbers: asm/unistd_64.h (x86_64) and
 # asm-generic/unistd.h (aarch64).
 _ARCHES: dict[str, tuple[int, bool, dict[str, int]]] = {
-    "x86_64": (0xC000003E, True, {
-        "unshare": 272, "clone": 56, "clone3": 435, "io_uring_setup": 425, "io_uring_enter": 426,
-        "io_uring_register": 427, "bpf": 321, "userfaultfd": 323, "perf_event_open": 298,
-        "add_key": 248, "request_key": 249, "keyctl": 250,
-    }),
-    "aarch64": (0xC00000B7, False, {
-        "unshare": 97, "clone": 220, "clone3": 435, "io_uring_setup": 425, "io_uring_enter": 426,
-        "io_uring_register": 427, "bpf": 280, "userfaultfd": 282, "perf_event_open": 241,
-        "add_key": 217, "request_key": 218, "keyctl": 219,
-    }),
+    "x86_64": (
+        0xC000003E,
+        True,
+        {
+            "unshare": 272,
+            "clone": 56,
+            "clone3": 435,
+            "io_uring_setup": 425,
+            "io_uring_enter": 426,
+            "io_uring_register": 427,
+            "bpf": 321,
+            "userfaultfd": 323,
+            "perf_event_open": 298,
+            "add_key": 248,
+            "request_key": 249,
+            "keyctl": 250,
+        },
+    ),
+    "aarch64": (
+        0xC00000B7,
+        False,
+        {
+            "unshare": 97,
+            "clone": 220,
+            "clone3": 435,
+            "io_uring_setup": 425,
+            "io_uring_enter": 426,
+            "io_uring_register": 427,
+            "bpf": 280,
+            "userfaultfd": 282,
+            "perf_event_open": 241,
+            "add_key": 217,
+            "request_key": 218,
+            "keyctl": 219,
+        },
+    ),
 }
 _ALIASES = {"amd64": "x86_64", "arm64": "aarch64"}
 _ENOSYS_CALLS = ("clone3", "io_uring_setup", "io_uring_enter", "io_uring_register")
@@ -89,8 +115,12 @@ def seccomp_program(machine: str | None = None) -> bytes | None:
     labels = {"flags": len(body)}
     body.append((_BPF_LD_W_ABS, _OFF_ARG0_LO, None, None))
     body.append((_BPF_JSET_K, CLONE_NEWUSER, "eperm", "allow"))
-    returns = [("allow", _RET_ALLOW), ("eperm", _RET_ERRNO | _EPERM), ("enosys", _RET_ERRNO | _ENOSYS),
-               ("kill", _RET_KILL_PROCESS)]
+    returns = [
+        ("allow", _RET_ALLOW),
+        ("eperm", _RET_ERRNO | _EPERM),
+        ("enosys", _RET_ERRNO | _ENOSYS),
+        ("kill", _RET_KILL_PROCESS),
+    ]
     for i, (label, _) in enumerate(returns):
         labels[label] = len(body) + i
 

@@ -34,9 +34,20 @@ def ensure_user(name: str) -> int:
         raise RuntimeError("useradd not found (Debian: apt-get install passwd)")
     shell = "/usr/sbin/nologin" if os.path.exists("/usr/sbin/nologin") else "/bin/false"
     proc = subprocess.run(
-        [useradd, "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-         "--shell", shell, name],
-        capture_output=True, text=True, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        [
+            useradd,
+            "--system",
+            "--user-group",
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            shell,
+            name,
+        ],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
     )
     try:  # a concurrent caller may have won the race: useradd then fails, but the user exists
         return pwd.getpwnam(name).pw_uid

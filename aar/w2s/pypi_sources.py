@@ -98,9 +98,7 @@ _HEADINGS = [(0, 1), (1, 0), (0, -1), (-1, 0)]  # north, east, south, west (turn
 _TURNS = {"Turn left.": 3, "Turn right.": 1, "Turn around.": 2}  # quarter turns clockwise
 
 
-def _walk(
-    rng: random.Random, steps: int, face_forward: bool
-) -> tuple[list[str], tuple[int, int], int]:
+def _walk(rng: random.Random, steps: int, face_forward: bool) -> tuple[list[str], tuple[int, int], int]:
     x = y = 0
     heading = 0
     said: list[str] = []

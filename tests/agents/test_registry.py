@@ -93,9 +93,7 @@ def test_toy_backend_runs_a_researcher_through_a_campaign_file(referee, base, ag
     results = [x for x in records if x["type"] == "tool_result"]
     assert [x["name"] for x in results] == ["write_file", "notebook", "leaderboard"]
     assert not any(x["is_error"] for x in results), results
-    assert (built.home.workspace / "notes" / "toy.md").read_text() == (
-        "direction: Try the toy direction.\n"
-    )
+    assert (built.home.workspace / "notes" / "toy.md").read_text() == ("direction: Try the toy direction.\n")
     # four turns at the toy's usage, priced by the toy's registration
     expected = 4 * PriceTable().cost("toy-1", toy_backend.USAGE)
     assert built.budget.usd == pytest.approx(expected) and expected > 0

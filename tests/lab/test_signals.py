@@ -56,8 +56,10 @@ def test_a_lab_started_as_a_background_job_stops_every_child(tmp_path: Path) -> 
         try:
             wait_for(lambda: processes(None, f"sleep {marker}"), 120, "the sandboxed sleep to start")
             wait_for(
-                lambda: any(r["author"] == "prior" for r in http.get("/runs").json() if not r["baseline"])
-                or '"tool_result"' in (folder / "researchers/prior/state/transcript.jsonl").read_text(),
+                lambda: (
+                    any(r["author"] == "prior" for r in http.get("/runs").json() if not r["baseline"])
+                    or '"tool_result"' in (folder / "researchers/prior/state/transcript.jsonl").read_text()
+                ),
                 120,
                 "the scripted researcher to get going",
             )

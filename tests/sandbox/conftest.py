@@ -39,5 +39,6 @@ def base() -> Iterator[Path]:
 
 @pytest.fixture
 def policy(agent: int, base: Path) -> SandboxPolicy:
-    return SandboxPolicy(workspace=make_workspace(base / "ws", agent), uid=agent, ro_paths=python_binds(),
-                         wall_timeout=30)
+    return SandboxPolicy(
+        workspace=make_workspace(base / "ws", agent), uid=agent, ro_paths=python_binds(), wall_timeout=30
+    )

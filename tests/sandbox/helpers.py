@@ -15,8 +15,9 @@ from aar.sandbox import bubblewrap_available, bubblewrap_problem, cgroup_host
 
 IS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root: creates agent users and drops to their uid")
-needs_bwrap = pytest.mark.skipif(not bubblewrap_available(),
-                                 reason=f"bubblewrap unusable: {bubblewrap_problem()}")
+needs_bwrap = pytest.mark.skipif(
+    not bubblewrap_available(), reason=f"bubblewrap unusable: {bubblewrap_problem()}"
+)
 BACKENDS = [pytest.param("bubblewrap", marks=needs_bwrap), "subprocess"]
 PY = sys.executable
 CGROUP, CGROUP_PROBLEM = cgroup_host()
@@ -93,7 +94,10 @@ class PeakMemory:
                         shm = (vfs.f_blocks - vfs.f_bfree) * vfs.f_frsize
                 except OSError:
                     continue
-                total += sum(int(line.split()[1]) * 1024 for line in status.splitlines()
-                             if line.startswith(("RssAnon:", "RssShmem:")))
+                total += sum(
+                    int(line.split()[1]) * 1024
+                    for line in status.splitlines()
+                    if line.startswith(("RssAnon:", "RssShmem:"))
+                )
             self.peak = max(self.peak, total + (shm or 0))
             time.sleep(0.005)

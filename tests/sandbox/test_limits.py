@@ -54,9 +54,11 @@ def small(policy: SandboxPolicy) -> SandboxPolicy:
 
 def _grow(mib: int, marker: str) -> str:
     """Python that allocates `mib` MiB (touched) in 16 MiB steps, then holds it."""
-    return (f"import sys, time; sys.argv.append({marker!r}); b = []\n"
-            f"for _ in range({mib // 16}): b.append(b'x' * (16 << 20))\n"
-            "print('holding', flush=True); time.sleep(30)")
+    return (
+        f"import sys, time; sys.argv.append({marker!r}); b = []\n"
+        f"for _ in range({mib // 16}): b.append(b'x' * (16 << 20))\n"
+        "print('holding', flush=True); time.sleep(30)"
+    )
 
 
 @needs_bwrap
@@ -81,16 +83,19 @@ def test_memory_of_many_processes_is_bounded(small: SandboxPolicy, agent: int, l
 def test_shared_memory_counts_towards_memory(small: SandboxPolicy, agent: int, limits: str) -> None:
     small.shm_bytes = 2 * small.memory_bytes  # even where the deployer allows a big /dev/shm
     with PeakMemory(agent) as seen:
-        r = run_sandboxed(sh("dd if=/dev/zero of=/dev/shm/fill bs=1M count=512 2>&1; sleep 30"), small,
-                          limits=limits)
+        r = run_sandboxed(
+            sh("dd if=/dev/zero of=/dev/shm/fill bs=1M count=512 2>&1; sleep 30"), small, limits=limits
+        )
     assert "memory limit" in r.violations and not r.timed_out and r.seconds < 10, (r.violations, r.stderr)
     assert seen.peak <= small.memory_bytes + MARGIN[limits], seen.peak // MiB
 
 
 @needs_bwrap
 def test_dev_shm_and_tmp_are_bounded_and_tmp_is_on_disk(small: SandboxPolicy, base: Path) -> None:
-    script = ("stat -f -c %T /tmp; df -B1 --output=size /dev/shm | tail -1; "
-              "echo x > /tmp/f && ls -ld /tmp | cut -c1-10; cat /proc/self/mountinfo")
+    script = (
+        "stat -f -c %T /tmp; df -B1 --output=size /dev/shm | tail -1; "
+        "echo x > /tmp/f && ls -ld /tmp | cut -c1-10; cat /proc/self/mountinfo"
+    )
     r = run_sandboxed(sh(script), small)
     fstype, shm_size, mode, *mountinfo = r.stdout.splitlines()
     tmp_mount = [line.split(" - ")[1].split()[0] for line in mountinfo if line.split()[4] == "/tmp"]
@@ -126,8 +131,10 @@ def test_disk_quota(small: SandboxPolicy, base: Path, how: str) -> None:
     assert ok.returncode == 0 and ok.violations == [], ok.violations  # control: within the quota
 
 
-_NR = {"x86_64": {"unshare": 272, "clone": 56, "clone3": 435}, "aarch64": {"unshare": 97, "clone": 220,
-                                                                              "clone3": 435}}
+_NR = {
+    "x86_64": {"unshare": 272, "clone": 56, "clone3": 435},
+    "aarch64": {"unshare": 97, "clone": 220, "clone3": 435},
+}
 _USERNS_PROBE = """
 import ctypes, os
 nr = %r
@@ -161,8 +168,11 @@ def test_no_new_user_namespaces(policy: SandboxPolicy) -> None:
     assert r.stdout.split() == ["rc=1", "rc=1"] and "Operation not permitted" in r.stderr, r.stdout + r.stderr
     r = run_sandboxed(py(_USERNS_PROBE % _NR[machine]), policy)
     assert r.stdout.splitlines() == [
-        "unshare Operation not permitted", "clone Operation not permitted",
-        "clone3 Function not implemented", "threads work", "fork works",  # glibc falls back to clone
+        "unshare Operation not permitted",
+        "clone Operation not permitted",
+        "clone3 Function not implemented",
+        "threads work",
+        "fork works",  # glibc falls back to clone
     ], r.stderr
     if machine == "x86_64":  # an x32 syscall number (getpid | __X32_SYSCALL_BIT): killed, not answered
         r = run_sandboxed(py("import ctypes; print(ctypes.CDLL(None).syscall(0x40000000 | 39))"), policy)
@@ -184,8 +194,12 @@ def test_cgroup_holds_the_whole_command(policy: SandboxPolicy, agent: int) -> No
         time.sleep(0.02)
     assert "Seccomp:\t2" in Path(f"/proc/{pids[0]}/status").read_text()  # the filter is installed
     assert CGROUP is not None
-    paths = {c: p for _, c, p in (line.split(":", 2) for line in
-                                  Path(f"/proc/{pids[0]}/cgroup").read_text().splitlines())}
+    paths = {
+        c: p
+        for _, c, p in (
+            line.split(":", 2) for line in Path(f"/proc/{pids[0]}/cgroup").read_text().splitlines()
+        )
+    }
 
     def own(controller: str, parent: Path) -> Path:  # the sandbox's cgroup: a child of `parent`
         path = next(p for c, p in paths.items() if controller in c.split(","))
@@ -239,10 +253,10 @@ print(r.stdout.strip(), r.stderr)
 @needs_root
 @pytest.mark.skipif(not Path("/usr/bin/python3").exists(), reason="needs /usr/bin/python3")
 @pytest.mark.parametrize("backend", [pytest.param("bubblewrap", marks=needs_bwrap), "subprocess"])
-def test_sigint_is_default_inside_even_if_ignored_outside(policy: SandboxPolicy, agent: int,
-                                                          backend: str) -> None:
-    argv = [PY, "-c", _SIGINT_PROBE, str(policy.workspace), str(agent), backend,
-            *map(str, policy.ro_paths)]
+def test_sigint_is_default_inside_even_if_ignored_outside(
+    policy: SandboxPolicy, agent: int, backend: str
+) -> None:
+    argv = [PY, "-c", _SIGINT_PROBE, str(policy.workspace), str(agent), backend, *map(str, policy.ro_paths)]
     out = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, timeout=60)
     lines = out.stdout.splitlines()
     assert lines[0] == "ignored", out.stdout + out.stderr  # control: without the reset it is inherited
@@ -257,8 +271,9 @@ def test_no_preexec_fn() -> None:
                 assert all(k.arg != "preexec_fn" for k in node.keywords), f"{path}:{node.lineno}"
 
 
-def test_limits_mode_is_logged_once(monkeypatch: pytest.MonkeyPatch,
-                                    caplog: pytest.LogCaptureFixture) -> None:
+def test_limits_mode_is_logged_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setattr(limits_module, "_announced", set())
     with caplog.at_level(logging.WARNING, logger="aar.sandbox"):
         assert limits_mode("watchdog") == "watchdog" == limits_mode("watchdog")
@@ -288,27 +303,35 @@ print(json.dumps([probe.backend, probe.stdout, probe.stderr, fill.limits, fill.v
 
 
 @needs_bwrap
-@pytest.mark.skipif(not Path("/usr/bin/python3").exists() or platform.machine() not in _NR,
-                    reason="needs /usr/bin/python3 and known syscall numbers")
+@pytest.mark.skipif(
+    not Path("/usr/bin/python3").exists() or platform.machine() not in _NR,
+    reason="needs /usr/bin/python3 and known syscall numbers",
+)
 def test_unprivileged_caller_gets_seccomp_and_the_watchdog(policy: SandboxPolicy, base: Path) -> None:
     """A non-root caller (the agent uid itself, via the fallback backend): bubblewrap in a user namespace
     still installs the filter, and the watchdog (no cgroup is writable for it) still sees its tree."""
     if not all(p.stat().st_mode & 0o001 for p in [REPO, *REPO.parents]):
         pytest.skip("the repo path is not enterable by other users")
     policy.env = {"PYTHONPATH": str(REPO)}
-    r = run_sandboxed(["/usr/bin/python3", "-c", _UNPRIVILEGED, _USERNS_PROBE % _NR[platform.machine()]],
-                      policy, backend="subprocess")
+    r = run_sandboxed(
+        ["/usr/bin/python3", "-c", _UNPRIVILEGED, _USERNS_PROBE % _NR[platform.machine()]],
+        policy,
+        backend="subprocess",
+    )
     backend, stdout, stderr, limits, violations, seconds = json.loads(r.stdout.splitlines()[-1])
     assert backend == "bubblewrap" and stdout.splitlines()[:3] == [
-        "unshare Operation not permitted", "clone Operation not permitted", "clone3 Function not implemented",
+        "unshare Operation not permitted",
+        "clone Operation not permitted",
+        "clone3 Function not implemented",
     ], stdout + stderr + r.stderr
     assert limits == "watchdog" and "memory limit" in violations and seconds < 10, (limits, violations)
 
 
 @needs_bwrap
 @needs_cgroup
-def test_cgroups_left_by_a_killed_caller_are_collected(policy: SandboxPolicy,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cgroups_left_by_a_killed_caller_are_collected(
+    policy: SandboxPolicy, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert CGROUP is not None
     stale = CGROUP.pids / f"aar-sandbox-stale-{os.getpid()}"
     stale.mkdir()

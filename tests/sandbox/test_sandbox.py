@@ -44,11 +44,13 @@ from tests.sandbox.helpers import (
 
 @needs_bwrap
 def test_runs_as_agent_uid_without_privileges(policy: SandboxPolicy, agent: int) -> None:
-    code = ("import os; s = open('/proc/self/status').read();"
-            "caps = [l.split()[1] for l in s.splitlines() if l.startswith(('CapEff', 'CapPrm', 'CapBnd'))];"
-            "nnp = [l.split()[1] for l in s.splitlines() if l.startswith('NoNewPrivs')];"
-            "print(os.getuid(), os.geteuid(), os.getgid(), os.getgroups(), caps, nnp);"
-            "import multiprocessing; multiprocessing.Lock()")  # needs a writable /dev/shm
+    code = (
+        "import os; s = open('/proc/self/status').read();"
+        "caps = [l.split()[1] for l in s.splitlines() if l.startswith(('CapEff', 'CapPrm', 'CapBnd'))];"
+        "nnp = [l.split()[1] for l in s.splitlines() if l.startswith('NoNewPrivs')];"
+        "print(os.getuid(), os.geteuid(), os.getgid(), os.getgroups(), caps, nnp);"
+        "import multiprocessing; multiprocessing.Lock()"
+    )  # needs a writable /dev/shm
     r = run_sandboxed(py(code), policy)
     assert r.backend == "bubblewrap" and r.returncode == 0, r.stderr
     gid = pwd.getpwuid(agent).pw_gid
@@ -95,8 +97,9 @@ def test_unbound_directory_is_invisible(policy: SandboxPolicy, base: Path) -> No
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_other_agents_workspace_is_unreadable(policy: SandboxPolicy, base: Path, agent_b: int,
-                                              backend: str) -> None:
+def test_other_agents_workspace_is_unreadable(
+    policy: SandboxPolicy, base: Path, agent_b: int, backend: str
+) -> None:
     other = make_workspace(base / "ws-b", agent_b)
     (other / "notes.txt").write_text("B-SECRET-IDEA\n")
     os.chown(other / "notes.txt", agent_b, -1)
@@ -125,8 +128,10 @@ def test_no_network(policy: SandboxPolicy) -> None:
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    code = (f"import socket\ntry:\n socket.create_connection(('127.0.0.1', {port}), timeout=3)\n"
-            " print('connected')\nexcept OSError as e:\n print('refused', e)")
+    code = (
+        f"import socket\ntry:\n socket.create_connection(('127.0.0.1', {port}), timeout=3)\n"
+        " print('connected')\nexcept OSError as e:\n print('refused', e)"
+    )
     try:
         r = run_sandboxed(py(code), policy)
         assert r.stdout.startswith("refused") and accepted == []
@@ -146,8 +151,10 @@ def test_cannot_write_outside_workspace(policy: SandboxPolicy, base: Path, agent
     policy.ro_paths.append(mine_ro)
     policy.scratch = scratch
     leak = f"aar-sbx-leak-{os.getpid()}"
-    script = (f"echo x > {mine_ro}/f; echo x > /usr/f; echo x > /etc/f; echo x > /{leak}; "
-              f"echo x > /tmp/{leak}; echo ok > $HOME/w; echo ok > {scratch}/w")
+    script = (
+        f"echo x > {mine_ro}/f; echo x > /usr/f; echo x > /etc/f; echo x > /{leak}; "
+        f"echo x > /tmp/{leak}; echo ok > $HOME/w; echo ok > {scratch}/w"
+    )
     r = run_sandboxed(sh(script), policy)
     assert r.stderr.count("Read-only file system") + r.stderr.count("Permission denied") >= 4, r.stderr
     assert not (mine_ro / "f").exists() and not Path("/usr/f").exists() and not Path("/etc/f").exists()
@@ -155,11 +162,14 @@ def test_cannot_write_outside_workspace(policy: SandboxPolicy, base: Path, agent
     assert (policy.workspace / "w").read_text() == "ok\n" and (scratch / "w").read_text() == "ok\n"
 
 
-@pytest.mark.parametrize("backend, limits", [
-    pytest.param("bubblewrap", "cgroup", marks=[needs_bwrap, needs_cgroup]),
-    pytest.param("bubblewrap", "watchdog", marks=needs_bwrap),
-    ("subprocess", None),
-])
+@pytest.mark.parametrize(
+    "backend, limits",
+    [
+        pytest.param("bubblewrap", "cgroup", marks=[needs_bwrap, needs_cgroup]),
+        pytest.param("bubblewrap", "watchdog", marks=needs_bwrap),
+        ("subprocess", None),
+    ],
+)
 def test_fork_bomb_is_contained(policy: SandboxPolicy, agent: int, backend: str, limits: str | None) -> None:
     policy.max_processes, policy.wall_timeout = 32, 3
     marker = f"bomb-{os.getpid()}-{backend}-{limits}"  # bash $0: in every forked copy's cmdline
@@ -217,8 +227,10 @@ def test_bound_unix_socket_works(policy: SandboxPolicy, base: Path, agent: int) 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     policy.unix_socket = path
-    code = ("import socket\ns = socket.socket(socket.AF_UNIX); s.connect(%r); s.sendall(b'ping')\n"
-            "print(s.recv(100).decode())\ntry: open(%r)\nexcept OSError as e: print(type(e).__name__)")
+    code = (
+        "import socket\ns = socket.socket(socket.AF_UNIX); s.connect(%r); s.sendall(b'ping')\n"
+        "print(s.recv(100).decode())\ntry: open(%r)\nexcept OSError as e: print(type(e).__name__)"
+    )
     r = run_sandboxed(py(code % (str(path), str(private / "labels.jsonl"))), policy)
     thread.join(timeout=5)
     server.close()
@@ -228,21 +240,34 @@ def test_bound_unix_socket_works(policy: SandboxPolicy, base: Path, agent: int) 
 
 @needs_root
 @pytest.mark.parametrize("limits", LIMIT_MODES)  # cgroup: joined as root, then setpriv; else Popen(user=)
-def test_fallback_backend_when_forced(policy: SandboxPolicy, agent: int, monkeypatch: pytest.MonkeyPatch,
-                                      caplog: pytest.LogCaptureFixture, limits: str) -> None:
+def test_fallback_backend_when_forced(
+    policy: SandboxPolicy,
+    agent: int,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    limits: str,
+) -> None:
     monkeypatch.setenv(BACKEND_ENV, "subprocess")
     with caplog.at_level(logging.WARNING, logger="aar.sandbox"):
-        r = run_sandboxed(["/bin/bash", "-c", "id -u; id -G; ulimit -v; ulimit -u; pwd; echo $HOME"], policy,
-                          limits=limits)
+        r = run_sandboxed(
+            ["/bin/bash", "-c", "id -u; id -G; ulimit -v; ulimit -u; pwd; echo $HOME"], policy, limits=limits
+        )
     assert r.backend == "subprocess" and r.limits.startswith(limits), r.stderr
-    assert r.stdout.split() == [str(agent), str(pwd.getpwuid(agent).pw_gid), str(policy.memory_bytes // 1024),
-                                str(policy.max_processes), str(policy.workspace), str(policy.workspace)]
+    assert r.stdout.split() == [
+        str(agent),
+        str(pwd.getpwuid(agent).pw_gid),
+        str(policy.memory_bytes // 1024),
+        str(policy.max_processes),
+        str(policy.workspace),
+        str(policy.workspace),
+    ]
     assert "NOT tamper-proof" in caplog.text
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_environment_does_not_leak(policy: SandboxPolicy, monkeypatch: pytest.MonkeyPatch,
-                                   backend: str) -> None:
+def test_environment_does_not_leak(
+    policy: SandboxPolicy, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-LEAKED")
     policy.env = {"AAR_REFEREE_SOCKET": "/run/aar.sock"}
     r = run_sandboxed(["/usr/bin/env"], policy, backend=backend)
@@ -277,20 +302,28 @@ def test_ensure_user_is_idempotent(agent: int) -> None:
 def test_bwrap_argv_isolates_by_default(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     ws.mkdir()
-    argv = bwrap_argv(["cmd"], SandboxPolicy(workspace=ws), bwrap="bwrap", privileged=True,
-                      drop_to=(1234, 1234), setpriv="/usr/bin/setpriv")
+    argv = bwrap_argv(
+        ["cmd"],
+        SandboxPolicy(workspace=ws),
+        bwrap="bwrap",
+        privileged=True,
+        drop_to=(1234, 1234),
+        setpriv="/usr/bin/setpriv",
+    )
     assert "--unshare-net" in argv and "--die-with-parent" in argv and "--new-session" in argv
     assert "--uid" not in argv and "--unshare-user" not in argv  # as root, no uid map back to root
     assert argv[argv.index("/usr/bin/setpriv") + 1] == "--reuid=1234" and argv[-1] == "cmd"
     sources = {argv[i + 1] for i, a in enumerate(argv) if a in ("--bind", "--ro-bind", "--ro-bind-try")}
     assert not sources & {"/", "/root", "/home", "/etc", "/var"}
-    networked = bwrap_argv(["cmd"], SandboxPolicy(workspace=ws, network=True), bwrap="bwrap",
-                           privileged=False, drop_to=None)
+    networked = bwrap_argv(
+        ["cmd"], SandboxPolicy(workspace=ws, network=True), bwrap="bwrap", privileged=False, drop_to=None
+    )
     assert "--unshare-net" not in networked and "--disable-userns" in networked
     (tmp_path / "link").symlink_to(ws)
     with pytest.raises(ValueError, match="symlink"):
-        bwrap_argv(["cmd"], SandboxPolicy(workspace=tmp_path / "link"), bwrap="bwrap", privileged=True,
-                   drop_to=None)
+        bwrap_argv(
+            ["cmd"], SandboxPolicy(workspace=tmp_path / "link"), bwrap="bwrap", privileged=True, drop_to=None
+        )
 
 
 def test_python_binds_cover_the_interpreter() -> None:
@@ -309,14 +342,17 @@ def _others_can_import_repo() -> bool:
 
 
 @needs_bwrap
-@pytest.mark.skipif(not _others_can_import_repo(),
-                    reason="needs /usr/bin/python3 and a repo path other users can enter")
+@pytest.mark.skipif(
+    not _others_can_import_repo(), reason="needs /usr/bin/python3 and a repo path other users can enter"
+)
 def test_unprivileged_caller_uses_a_user_namespace(policy: SandboxPolicy, agent: int) -> None:
     """A non-root caller (here: the agent uid itself, via the fallback backend) still gets bubblewrap."""
-    inner = ("import os, pathlib; from aar.sandbox import SandboxPolicy, run_sandboxed\n"
-             "ws = pathlib.Path(os.environ['HOME'])\n"
-             "r = run_sandboxed(['/bin/sh', '-c', 'id -u; ls /'], SandboxPolicy(workspace=ws))\n"
-             "print(r.backend, r.returncode, r.stdout.split(), r.stderr)")
+    inner = (
+        "import os, pathlib; from aar.sandbox import SandboxPolicy, run_sandboxed\n"
+        "ws = pathlib.Path(os.environ['HOME'])\n"
+        "r = run_sandboxed(['/bin/sh', '-c', 'id -u; ls /'], SandboxPolicy(workspace=ws))\n"
+        "print(r.backend, r.returncode, r.stdout.split(), r.stderr)"
+    )
     policy.env = {"PYTHONPATH": str(REPO)}
     r = run_sandboxed([str(SYSTEM_PY), "-c", inner], policy, backend="subprocess")
     backend, rc, rest = r.stdout.split(" ", 2)
