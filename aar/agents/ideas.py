@@ -24,8 +24,12 @@ SPACE: dict[str, dict[str, tuple]] = {
     "bootstrap": {"rounds": ("int", 1, 5), "keep_frac": ("float", 0.4, 0.95)},
     # knn thresholds its smoothed labels: on the home dev split (3 seeds) hard beat soft at each of the
     # 6 (k, alpha) pairs tried, e.g. k=30, alpha=0.8: dev PGR 0.41 vs 0.28 (equal on the visible task).
-    # A config that names "hard" still runs as written.
-    "knn": {"k": ("int", 5, 60), "alpha": ("float", 0.5, 1.0)},
+    # A config that names "hard" still runs as written. ``hops`` iterates the smoothing (label
+    # propagation: each hop smooths the previous hop's labels, anchored to the weak ones by 1 - alpha).
+    # On the home dev split (3 seeds, 569 items, both feature tiers) k=30, alpha=0.95: 2 hops dev PGR
+    # 0.71 / 0.66 (fp32 / bf16) vs 1 hop 0.58 / 0.54; with alpha=0.8 more hops did not help. A config
+    # without ``hops`` runs one, as before.
+    "knn": {"k": ("int", 5, 60), "alpha": ("float", 0.5, 1.0), "hops": ("int", 1, 4)},
     "prior_blend": {"weight": ("float", 0.1, 0.9)},
 }
 FAMILIES = list(SPACE)
@@ -203,8 +207,9 @@ def _neighbour_mean(x, values, k):
 
 
 def _knn(ctx, p):
-    neighbours = _neighbour_mean(ctx.train_x, ctx.weak, p["k"])  # features only: not on a text tier
-    smooth = (1 - p["alpha"]) * ctx.weak + p["alpha"] * neighbours
+    smooth = ctx.weak
+    for _ in range(int(p.get("hops", 1))):  # features only: not on a text tier
+        smooth = (1 - p["alpha"]) * ctx.weak + p["alpha"] * _neighbour_mean(ctx.train_x, smooth, p["k"])
     targets = (smooth >= 0.5).astype(float) if p.get("hard", True) else smooth
     return _fit(ctx, ctx.train_inputs, targets).predict_proba(ctx.test_inputs)
 

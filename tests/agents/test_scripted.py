@@ -48,6 +48,23 @@ def test_every_family_renders_to_a_valid_idea(tmp_path: Path) -> None:
         assert ideas.key(ideas.mutate(rng, cfg)) != ideas.key(cfg) or family == "hard"
 
 
+def test_knn_hops_propagate_and_an_old_config_runs_one_hop(tmp_path: Path) -> None:
+    """``hops`` is label propagation: a config written before it existed must give the same predictions
+    as ``hops: 1``, and more hops must change them (each hop smooths the previous hop's labels)."""
+
+    def preds(params: dict, name: str) -> np.ndarray:
+        path = tmp_path / f"{name}.py"
+        path.write_text(ideas.render({"family": "knn", "params": params}, name))
+        return validate_predictions(load_idea_file(path)(ctx()), ctx().test_ids)
+
+    old = preds({"k": 10, "alpha": 0.95}, "old")
+    one = preds({"k": 10, "alpha": 0.95, "hops": 1}, "one")
+    three = preds({"k": 10, "alpha": 0.95, "hops": 3}, "three")
+    assert np.array_equal(old, one)
+    assert not np.allclose(one, three)
+    assert ideas.SPACE["knn"]["hops"] == ("int", 1, 4)
+
+
 HOME, VIS = "home_task", "visible_task"
 TASKS = [{"name": HOME, "role": "home"}, {"name": VIS, "role": "visible"}]
 
