@@ -77,7 +77,16 @@ class ModelSpec:
         if self.kind == "sentence-transformers":
             return f"onnx-export:{export_key(self.weights_id)};onnxruntime=={_version('onnxruntime')}"
         if self.kind == "torch-bf16":  # bf16 weights and activations: never the fp32 vectors' key
-            return f"torch=={_version('torch')};bfloat16;transformers=={_version('transformers')}"
+            # oneDNN's native bf16 kernels (AVX512-BF16, AMX) and torch's emulation round differently
+            # (home vanilla PGR 0.274 on a native AMD EPYC, 0.288 emulated on an Intel Xeon, same
+            # versions), so which arithmetic ran is part of the key too: a cache moved between the two
+            # recomputes instead of mixing vectors.
+            from aar.w2s import defaults
+
+            flags = defaults.bf16_flags()
+            arithmetic = f"native({','.join(flags)})" if flags else "emulated"
+            versions = f"torch=={_version('torch')};transformers=={_version('transformers')}"
+            return f"{versions};bfloat16;{arithmetic}"
         return f"torch=={_version('torch')}"
 
     @property

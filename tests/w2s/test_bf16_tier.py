@@ -59,6 +59,20 @@ def test_bf16_tier_is_the_default_pair_with_mpnet_in_bf16_and_its_own_cache_key(
     assert model_key(bf16.name, bf16.revision) != model_key(fp32.name, fp32.revision)
 
 
+def test_bf16_cache_key_names_native_or_emulated_arithmetic(monkeypatch):
+    """Native bf16 kernels and torch's emulation give different vectors: never one cache entry."""
+    bf16 = M.get_model("mpnet-bf16")
+    keys = {}
+    for flags in ([], ["avx512_bf16"], ["amx_bf16"]):
+        monkeypatch.setattr(defaults, "bf16_flags", lambda cpuinfo=None, f=flags: f)
+        keys[tuple(flags)] = model_key(bf16.name, bf16.revision)
+        assert ("emulated" in bf16.runtime) == (not flags)
+    assert len(set(keys.values())) == 3
+    monkeypatch.setattr(defaults, "bf16_flags", lambda cpuinfo=None: [])
+    fp32 = M.get_model("mpnet")
+    assert "emulated" not in fp32.runtime and "native" not in fp32.runtime  # fp32 keys are unchanged
+
+
 @pytest.mark.parametrize("native", [True, False])
 def test_campaign_tier_auto_is_resolved_once_at_load(monkeypatch, native):
     monkeypatch.setattr(defaults, "bf16_flags", lambda cpuinfo=None: ["avx512_bf16"] if native else [])
