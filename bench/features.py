@@ -189,12 +189,57 @@ def profile(name: str, texts: list[str], console: Console) -> None:
     os.unlink(trace)
     total_op = sum(per_op.values()) or 1
     ops = ", ".join(f"{op} {100 * us / total_op:.1f}%" for op, us in per_op.most_common(5))
+    if spec.kind == "sentence-transformers":  # its packaged config gives the layer shapes
+        config = graph_config(spec)
+        flop = _flop_per_token(config) * aar_padded
+        peak = gemm_peak_gflops(int(config["hidden_size"]), int(config["intermediate_size"]))
+        console.print(
+            f"[bold]{name}[/]: fp32 ceiling on this CPU: torch's single-thread GEMM at the model's shapes "
+            f"{peak:.0f} GFLOP/s; aar's path {flop / run_s / 1e9:.0f} GFLOP/s on one thread "
+            f"({100 * flop / run_s / 1e9 / peak:.0f}% of it, {flop / 1e12:.2f} TFLOP of layer matmuls): "
+            "what is left to win in fp32 is that gap, not more"
+        )
     console.print(
         f"[bold]{name}[/]: real tokens {lengths.sum()}, padded: plain loop {plain_padded} "
         f"({plain_padded / lengths.sum():.2f}x), aar {aar_padded} ({aar_padded / lengths.sum():.2f}x); "
         f"tokenize {tokenize_s:.3f} s, model {run_s:.2f} s, pooling {pool_s:.3f} s "
         f"({len(groups)} batches, profiled on 1 thread); operators: {ops}"
     )
+
+
+def graph_config(spec) -> dict:  # noqa: ANN001
+    """The packaged model's transformer config (hidden size, intermediate size, layers)."""
+    return json.loads((M._sentence_transformers_dir(spec) / "config.json").read_text())
+
+
+def _flop_per_token(config: dict) -> float:
+    """Multiply-adds x 2 of one token through the encoder layers' dense matmuls (Q, K, V, output, the
+    two FFN projections): the arithmetic that no runtime can skip; attention scores are left out
+    (short texts: <2% here), so this undercounts slightly."""
+    h, f = int(config["hidden_size"]), int(config["intermediate_size"])
+    layers = int(config["num_hidden_layers"])
+    return 2.0 * layers * (4 * h * h + 2 * h * f)
+
+
+def gemm_peak_gflops(hidden: int, ffn: int, tokens: int = 1024, repeats: int = 20) -> float:
+    """The best fp32 GEMM rate this CPU gives one thread at the model's shapes (torch's BLAS), GFLOP/s."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    best = 0.0
+    try:
+        for k, n in ((hidden, hidden), (hidden, ffn), (ffn, hidden)):
+            a, b = torch.randn(tokens, k), torch.randn(k, n)
+            for _ in range(3):
+                a @ b
+            start = time.perf_counter()
+            for _ in range(repeats):
+                a @ b
+            best = max(best, 2.0 * tokens * k * n * repeats / (time.perf_counter() - start) / 1e9)
+    finally:
+        torch.set_num_threads(threads)
+    return best
 
 
 def main() -> None:
