@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 
@@ -19,9 +20,24 @@ def _err(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
-def _fail(msg: str) -> None:
+def _fail(msg: str) -> NoReturn:
     _err(f"error: {msg}")
     raise typer.Exit(2)
+
+
+RAY_HELP = 'Ray executor options: HOST:PORT or JSON ({"address": ..., "resources": ...}).'
+
+
+def _ray_options(ray: str | None) -> dict | None:
+    """``--ray`` as the executor's options: a JSON object, or an address; bad JSON is a CLI error."""
+    if not ray:
+        return None
+    if not ray.lstrip().startswith("{"):
+        return {"address": ray}
+    try:
+        return json.loads(ray)  # starts with "{": an object, or not JSON at all
+    except ValueError as exc:
+        _fail(f"--ray: not valid JSON ({exc})")
 
 
 @app.command("init")
@@ -112,9 +128,7 @@ def serve_cmd(
     port_file: Path = typer.Option(None, "--port-file", help="Write the bound TCP port here once listening."),
     workers: int = typer.Option(None, "--run-workers", help="Concurrent official runs."),
     executor: str = typer.Option(None, "--executor", help="local (default), none (queue only) or ray."),
-    ray: str = typer.Option(
-        None, "--ray", help='Ray executor options: HOST:PORT or JSON ({"address": ..., "resources": ...}).'
-    ),
+    ray: str = typer.Option(None, "--ray", help=RAY_HELP),
     log_level: str = typer.Option("warning", "--log-level"),
 ) -> None:
     """Serve the API (/api/v1) and the dashboard until interrupted: on TCP, a Unix socket, or both."""
@@ -125,9 +139,8 @@ def serve_cmd(
     from aar.referee.datadir import DataDirError
     from aar.referee.listen import bind_sockets
 
-    ray_options = None
-    if ray:
-        ray_options = json.loads(ray) if ray.lstrip().startswith("{") else {"address": ray}
+    ray_options = _ray_options(ray)
+    if ray_options is not None:
         executor = executor or "ray"
     config = RefereeConfig.load(data, db_url=db, run_workers=workers, executor=executor, ray=ray_options)
     try:
@@ -242,9 +255,7 @@ def reproduce_cmd(
     data: Path = typer.Option(..., "--data", help="The private data dir."),
     db: str = typer.Option(None, "--db", help="SQLAlchemy URL (default: SQLite in the data dir)."),
     executor: str = typer.Option("local", "--executor", help="Where the units run again: local or ray."),
-    ray: str = typer.Option(
-        None, "--ray", help='Ray executor options: HOST:PORT or JSON ({"address": ..., "resources": ...}).'
-    ),
+    ray: str = typer.Option(None, "--ray", help=RAY_HELP),
     run: list[int] = typer.Option(None, "--run", help="Only these runs (repeatable; default: all done)."),
     no_baselines: bool = typer.Option(False, "--no-baselines", help="Skip the built-in baselines."),
     json_out: Path = typer.Option(None, "--json", help="Also write the comparison here as JSON."),
@@ -258,9 +269,8 @@ def reproduce_cmd(
     from aar.referee.executors import build
     from aar.referee.reproduce import reproduce, summary
 
-    ray_options = None
-    if ray:
-        ray_options = json.loads(ray) if ray.lstrip().startswith("{") else {"address": ray}
+    ray_options = _ray_options(ray)
+    if ray_options is not None:
         executor = "ray" if executor == "local" else executor
     if executor not in ("local", "ray"):
         _fail(f"--executor: {executor!r} runs no units; choose local or ray")

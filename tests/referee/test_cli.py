@@ -113,3 +113,12 @@ def test_init_takes_a_tier_by_name_and_names_a_wrong_one(tmp_path):
     assert ok.exit_code == 0, ok.output
     manifest = json.loads((data / "manifest.json").read_text())
     assert manifest["tier"] == "fast", manifest.get("tier")
+
+
+def test_a_malformed_ray_option_is_a_cli_error_not_a_traceback(data_dir):
+    runner = CliRunner()
+    serve = ["serve", "--data", str(data_dir), "--port", "0"]
+    for command in (["reproduce", "--data", str(data_dir)], serve):
+        out = runner.invoke(app, [*command, "--ray", '{"address": '])
+        assert out.exit_code == 2 and "--ray: not valid JSON" in out.output, out.output
+        assert isinstance(out.exception, SystemExit), out.exception
