@@ -81,7 +81,9 @@ def _stored_units(runs: RunService, run_id: int) -> dict[Key, np.ndarray]:
         return {(r.task, r.seed, r.tag): np.frombuffer(r.predictions, dtype=np.float64).copy() for r in rows}
 
 
-def _compare_units(check: RunCheck, stored: dict[Key, np.ndarray], again: dict[Key, np.ndarray]) -> None:
+def _compare_units(check: RunCheck, stored: dict[tuple, np.ndarray], again: dict[tuple, np.ndarray]) -> None:
+    """Record in ``check`` every key whose arrays differ (missing on one side, another shape, or another
+    value) and the largest absolute difference among those of equal shape."""
     for key in sorted(set(stored) | set(again)):
         s, a = stored.get(key), again.get(key)
         name = "/".join(str(k) for k in key if k != "") or "?"
@@ -144,12 +146,8 @@ def reproduce_baseline(runs: RunService, run: Run) -> RunCheck:
     check = RunCheck(run.id, f"baseline:{method}", tasks, units=len(tasks) * run.seeds)
     preds = runs._baseline_predictions(method, tasks)
     with runs.db.read() as session:
-        for t in tasks:
-            stored = release.run_predictions(session, run.id, t)
-            if stored is None or not np.array_equal(stored, preds[t]):
-                check.units_differ.append(t)
-            elif stored.size:
-                check.max_abs_diff = max(check.max_abs_diff, float(np.max(np.abs(stored - preds[t]))))
+        stored = {(t,): release.run_predictions(session, run.id, t) for t in tasks}
+    _compare_units(check, {k: v for k, v in stored.items() if v is not None}, {(t,): preds[t] for t in tasks})
     check.results_differ = _diff_results(run.results or {}, runs._baseline_results(method, preds))
     return check
 

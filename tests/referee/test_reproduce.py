@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from aar.referee import executors
-from aar.referee.db import Run
+from aar.referee.db import Run, RunPrediction
 from aar.referee.reproduce import reproduce, summary
 from aar.referee.units import RunUnit
 from aar.sandbox import bubblewrap_available
@@ -83,3 +83,21 @@ def test_a_done_run_reproduces_identically_and_an_altered_record_is_caught(make_
     assert "0 of 1 runs reproduced identically" in proc.stderr and "DIFFERS" in proc.stderr
     proc = subprocess.run([*cli, "--db", db_url, "--executor", "none"], capture_output=True, text=True)
     assert proc.returncode == 2 and "--executor" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_baseline_is_recomputed_in_process_and_an_altered_record_is_caught(make_env):
+    env = make_env(**OPTS)
+    env.ref.runs.ensure_baselines(["vanilla"])
+    local = executors.build("local", env.ref.runs, env.config)
+    try:
+        (check,) = reproduce(env.ref.runs, local)
+        assert check.label == "baseline:vanilla" and check.identical and check.max_abs_diff == 0.0, check
+        with env.ref.db.write() as s:  # alter one stored seed of the baseline's predictions
+            row = s.scalars(select(RunPrediction).where(RunPrediction.task == HOME)).first()
+            preds = np.frombuffer(row.predictions, dtype=np.float64).copy()
+            preds[:5] = 1.0 - preds[:5]
+            row.predictions = preds.tobytes()
+        (check,) = reproduce(env.ref.runs, local)
+        assert check.units_differ == [HOME] and check.max_abs_diff > 0.5 and not check.identical, check
+    finally:
+        local.shutdown(wait=False)
