@@ -364,7 +364,8 @@ def run_once(args, data: Path, work: Path, stack: str) -> dict:  # noqa: ANN001 
     base = f"http://127.0.0.1:{port}/api/v1"
     load = Load(args.agents)
     try:
-        _wait_healthy(base, server)
+        if not _wait_healthy(base, server):
+            sys.exit(f"[stack {stack}] the referee did not become healthy (exit {server.poll()}): see above")
         server_pid = _server_pid(server.pid, prefixed=bool(args.server_prefix))
         cpu0, own0 = _cpu_seconds(server_pid), _own_cpu_seconds()
 
